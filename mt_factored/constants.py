@@ -1,0 +1,35 @@
+"""Names shared across the package: batch keys, file names, format versions.
+
+Numbers that describe the public TD-MPC2 artifacts (padding sizes) are facts of
+those formats, not tunable hyperparameters; hyperparameters live in recipes/.
+"""
+
+from pathlib import Path
+
+# Batch keys of a training window (see mt_factored.data).
+OBS = "obs"
+ACTION = "action"
+REWARD = "reward"
+TASK = "task"
+TERMINATED = "terminated"
+
+# Padding of the public multi-task data and checkpoints (mt30 / mt80).
+MT_OBS_DIM = 24
+MT_ACTION_DIM = 6
+
+# File names of the artifacts this project writes.
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+MODEL_CARD_NAME = "README.md"
+SHARD_INDEX_NAME = "index.json"
+LAST_CKPT_NAME = "last.ckpt"
+
+# Bumped whenever the on-disk layout of that artifact changes incompatibly.
+STUDENT_FORMAT_VERSION = 1
+SHARD_FORMAT_VERSION = 1
+
+# Repository folders (valid for a source checkout / editable install).
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RECIPES_DIR = REPO_ROOT / "recipes"
+SHIPPED_DATA_DIR = REPO_ROOT / "data"
+SHIPPED_CHECKPOINTS_DIR = REPO_ROOT / "checkpoints"

@@ -1,0 +1,366 @@
+"""Official TD-MPC2 dataset chunks: read, write, and read lazily in bounded memory.
+
+A chunk is `torch.save` of a `tensordict.TensorDict` with batch size `[episodes, frames]`
+and keys `obs`, `action`, `reward`, `task` (+ optional `terminated`); see
+`/work/shared/specs/tdmpc2-formats.md` ("Dataset chunk files") and `validate.py`.
+
+Three ways in, one unpickler for the last two:
+- `read_chunk` first lets torch and the installed tensordict unpickle the file
+  (`mmap=True`, so tensors stay file-backed).
+- When that fails (files from older tensordict releases, or no tensordict), a fallback
+  unpickler replaces every `tensordict.*` class by a stub that keeps its arguments and
+  state, and the tensors are found inside (`_extract_tensors`).
+- `ChunkFile` reads only the pickle (metadata) and the zip offsets of the tensor
+  records, then copies any episode range with plain file reads: prepare converts a
+  chunk of any size with memory bounded by the block it copies.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import pickle
+import struct
+import warnings
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+
+from mt_factored.data.validate import DTYPE_NAMES, NUMPY_DTYPES, ChunkFormatError, validate_chunk
+
+log = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------- unpickling
+class _Stub:
+    """Stands in for any `tensordict.*` global: keeps constructor args and pickled state."""
+
+    _stub_name = "?"
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> _Stub:
+        obj = object.__new__(cls)
+        obj.args, obj.kwargs, obj.state = args, kwargs, None
+        return obj
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f"<stub {self._stub_name}>"
+
+
+_STUBS: dict[str, type] = {}
+
+
+def _stub_class(module: str, name: str) -> type:
+    key = f"{module}.{name}"
+    if key not in _STUBS:
+        _STUBS[key] = type(name, (_Stub,), {"_stub_name": key})
+    return _STUBS[key]
+
+
+def _rebuild_from_type_v2(func: Any, new_type: Any, args: tuple, state: Any) -> Any:
+    """torch's tensor-subclass rebuild, keeping the plain tensor when the subclass is a stub."""
+    ret = func(*args)
+    if isinstance(new_type, type) and issubclass(new_type, _Stub):
+        return ret
+    from torch._tensor import _rebuild_from_type_v2 as rebuild
+
+    return rebuild(func, new_type, args, state)
+
+
+@dataclass
+class _LazyStorage:
+    key: str
+    dtype: torch.dtype
+    numel: int
+
+
+@dataclass
+class _LazyTensor:
+    storage: _LazyStorage
+    offset: int
+    shape: tuple[int, ...]
+    stride: tuple[int, ...]
+
+
+def _lazy_rebuild_tensor(storage, storage_offset, size, stride, *_args) -> _LazyTensor:
+    return _LazyTensor(storage, int(storage_offset), tuple(size), tuple(stride))
+
+
+class _FallbackUnpickler(pickle.Unpickler):
+    """Unpickles without tensordict: its classes become `_Stub`s (see `_extract_tensors`)."""
+
+    lazy = False
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "tensordict" or module.startswith("tensordict."):
+            return _stub_class(module, name)
+        if (module, name) == ("torch._tensor", "_rebuild_from_type_v2"):
+            return _rebuild_from_type_v2
+        if self.lazy and (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return _lazy_rebuild_tensor
+        return super().find_class(module, name)
+
+
+
+class _LazyUnpickler(_FallbackUnpickler):
+    """Reads a zip chunk's data.pkl alone: storages and tensors become metadata records."""
+
+    lazy = True
+
+    def persistent_load(self, pid: Any) -> Any:
+        typename, storage_type, key, _location, numel = pid[:5]
+        if typename != "storage":
+            raise pickle.UnpicklingError(f"unsupported persistent id {pid!r}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TypedStorage deprecation
+            dtype = torch.uint8 if storage_type is torch.UntypedStorage else storage_type.dtype
+        return _LazyStorage(str(key), dtype, int(numel))
+
+
+# `torch.load(pickle_module=...)` subclasses `pickle_module.Unpickler`.
+_FALLBACK_PICKLE = SimpleNamespace(
+    Unpickler=_FallbackUnpickler, load=pickle.load, __name__="mt_factored_fallback_pickle"
+)
+
+_TENSOR_TYPES = (torch.Tensor, _LazyTensor)
+
+
+def _children(obj: Any) -> list[Any]:
+    if isinstance(obj, _Stub):
+        return [obj.state, *obj.args, *obj.kwargs.values()]
+    if isinstance(obj, dict):
+        return list(obj.values())
+    if isinstance(obj, list | tuple):
+        return list(obj)
+    return []
+
+
+def _leaf_tensor(value: Any, depth: int = 3) -> Any:
+    """`value` if it is a tensor, else the first tensor inside a stub wrapping one."""
+    if isinstance(value, _TENSOR_TYPES):
+        return value
+    if depth and isinstance(value, _Stub):
+        for child in _children(value):
+            found = _leaf_tensor(child, depth - 1)
+            if found is not None:
+                return found
+    return None
+
+
+def _extract_tensors(obj: Any) -> dict[str, Any]:
+    """The str -> tensor mapping inside an unpickled chunk (TensorDict, stub or plain dict).
+
+    Breadth-first over stub args/state, dicts and tuples; the first mapping with string
+    keys that holds tensors wins (a TensorDict's `_tensordict`, at any pickle layout).
+    """
+    if hasattr(obj, "batch_size") and callable(getattr(obj, "keys", None)):  # a real TensorDict
+        obj = {k: obj.get(k) for k in obj.keys()}  # noqa: SIM118 (TensorDict.keys)
+    queue, seen = [obj], set()
+    while queue:
+        node = queue.pop(0)
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, dict) and len(node) and all(isinstance(k, str) for k in node):
+            tensors = {k: _leaf_tensor(v) for k, v in node.items()}
+            tensors = {k: v for k, v in tensors.items() if v is not None}
+            if tensors:
+                return tensors
+        queue.extend(_children(node))
+    raise pickle.UnpicklingError("no mapping of named tensors found in the pickle")
+
+
+# --------------------------------------------------------------------------- lazy reader
+def _record_offset(zf: zipfile.ZipFile, raw: io.BufferedReader, name: str) -> int:
+    """Byte offset of the (uncompressed) zip record `name` inside the file."""
+    info = zf.getinfo(name)
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise ChunkFormatError(Path(raw.name), name, "an uncompressed record (torch.save layout)")
+    raw.seek(info.header_offset)
+    header = raw.read(30)
+    if header[:4] != b"PK\x03\x04":
+        raise ChunkFormatError(Path(raw.name), name, "a zip local file header")
+    name_len, extra_len = struct.unpack("<HH", header[26:30])
+    return info.header_offset + 30 + name_len + extra_len
+
+
+class ChunkFile:
+    """An official chunk opened lazily: shapes and dtypes now, episode ranges on demand.
+
+    Only the small pickle is read on open; `read(key, start, stop)` copies episodes
+    `[start, stop)` of one key with a plain file read, so memory stays at the block size.
+    Works for `torch.save` zip files holding C-contiguous tensors (every official chunk);
+    raises `ChunkFormatError` otherwise (then use `read_chunk`, which loads it whole).
+
+    Args:
+        path: the chunk file.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        if not zipfile.is_zipfile(self.path):
+            raise ChunkFormatError(self.path, None, "a torch.save zip archive (torch >= 1.6)")
+        self._tensors: dict[str, _LazyTensor] = {}
+        self._offsets: dict[str, int] = {}
+        with zipfile.ZipFile(self.path) as zf, open(self.path, "rb") as raw:
+            pkl = [n for n in zf.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+            if len(pkl) != 1:
+                raise ChunkFormatError(self.path, None, "exactly one data.pkl record")
+            prefix = pkl[0][: -len("data.pkl")]
+            try:
+                obj = _LazyUnpickler(io.BytesIO(zf.read(pkl[0]))).load()
+                tensors = _extract_tensors(obj)
+            except Exception as err:  # any unpickling failure is a format error of this file
+                raise ChunkFormatError(self.path, None, f"a readable chunk pickle ({err})") from err
+            for key, tensor in tensors.items():
+                if not isinstance(tensor, _LazyTensor):
+                    continue
+                shape, stride = tensor.shape, tensor.stride
+                contiguous = tuple(int(np.prod(shape[i + 1 :])) for i in range(len(shape)))
+                if any(s != c for s, c, n in zip(stride, contiguous, shape, strict=True) if n > 1):
+                    raise ChunkFormatError(self.path, key, "a C-contiguous tensor")
+                if tensor.storage.dtype not in NUMPY_DTYPES:
+                    raise ChunkFormatError(self.path, key, f"a dtype in {list(DTYPE_NAMES.values())}")
+                record = f"{prefix}data/{tensor.storage.key}"
+                itemsize = NUMPY_DTYPES[tensor.storage.dtype].itemsize
+                self._offsets[key] = _record_offset(zf, raw, record) + tensor.offset * itemsize
+                self._tensors[key] = tensor
+
+    def keys(self) -> list[str]:
+        return list(self._tensors)
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return self._tensors[key].shape
+
+    def dtype(self, key: str) -> torch.dtype:
+        return self._tensors[key].storage.dtype
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {k: self.shape(k) for k in self._tensors}
+
+    @property
+    def dtypes(self) -> dict[str, torch.dtype]:
+        return {k: self.dtype(k) for k in self._tensors}
+
+    def _row_items(self, key: str) -> int:
+        return int(np.prod(self.shape(key)[1:]))
+
+    def read(self, key: str, start: int, stop: int, fh: io.BufferedReader | None = None) -> np.ndarray:
+        """Episodes `[start, stop)` of `key` as a new numpy array (bfloat16 as uint16 bits)."""
+        dtype = NUMPY_DTYPES[self.dtype(key)]
+        row = self._row_items(key)
+        offset = self._offsets[key] + start * row * dtype.itemsize
+        count = (stop - start) * row
+        if fh is None:
+            with open(self.path, "rb") as f:
+                flat = np.fromfile(f, dtype=dtype, count=count, offset=offset)
+        else:
+            fh.seek(offset)
+            flat = np.fromfile(fh, dtype=dtype, count=count)
+        if flat.size != count:
+            raise ChunkFormatError(self.path, key, f"{count} items at byte {offset} (file truncated)")
+        return flat.reshape((stop - start, *self.shape(key)[1:]))
+
+    def memmap(self, key: str) -> np.ndarray:
+        """The whole tensor as a read-only-on-disk (copy-on-write) numpy memmap."""
+        dtype = NUMPY_DTYPES[self.dtype(key)]
+        return np.memmap(self.path, dtype=dtype, mode="c", offset=self._offsets[key], shape=self.shape(key))
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Every tensor, file-backed (no copy); bfloat16 viewed back from its bits."""
+        out = {}
+        for key in self._tensors:
+            tensor = torch.from_numpy(self.memmap(key))
+            out[key] = tensor.view(torch.bfloat16) if self.dtype(key) == torch.bfloat16 else tensor
+        return out
+
+
+# --------------------------------------------------------------------------- public API
+def _load_real(path: Path) -> dict[str, torch.Tensor]:
+    obj = torch.load(path, map_location="cpu", weights_only=False, mmap=zipfile.is_zipfile(path))
+    return {k: v for k, v in _extract_tensors(obj).items() if isinstance(v, torch.Tensor)}
+
+
+def _load_fallback(path: Path) -> dict[str, torch.Tensor]:
+    if zipfile.is_zipfile(path):
+        return ChunkFile(path).tensors()
+    # Legacy (pre-zip) torch.save files: torch's loader with the stubbing unpickler, in RAM.
+    obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_FALLBACK_PICKLE)
+    return {k: v for k, v in _extract_tensors(obj).items() if isinstance(v, torch.Tensor)}
+
+
+def read_chunk(path: str | os.PathLike, validate: bool = True, **expect: Any) -> dict[str, torch.Tensor]:
+    """Reads an official chunk into a dict of (file-backed where possible) CPU tensors.
+
+    Tries torch + the installed tensordict first; any failure there (files from older
+    tensordict releases, tensordict missing) falls back to the stubbing unpickler.
+
+    Args:
+        path: the chunk file (`torch.save` of a TensorDict, or of a plain dict).
+        validate: check the chunk with `validate_chunk` (errors name the file and key).
+        **expect: expectations for `validate_chunk` (num_tasks, action_dims, obs_dim, ...).
+
+    Returns:
+        `{"obs": [E,T,obs], "action": [E,T,act], "reward": [E,T], "task": [E,T], ...}`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"chunk file {path} does not exist")
+    try:
+        data = _load_real(path)
+    except Exception as err:  # noqa: BLE001 - any failure of the real unpickler -> fallback
+        log.info("%s: tensordict could not unpickle it (%s: %s); using the fallback unpickler",
+                 path, type(err).__name__, err)
+        try:
+            data = _load_fallback(path)
+        except ChunkFormatError:
+            raise
+        except Exception as err2:
+            raise ChunkFormatError(path, None, f"a torch.save'd TensorDict chunk ({err2})") from err2
+    if validate:
+        validate_chunk(data, name=str(path), **expect)
+    return data
+
+
+def write_chunk(path: str | os.PathLike, data: Mapping[str, torch.Tensor], validate: bool = True,
+                **expect: Any) -> Path:
+    """Writes `data` as an official chunk: `torch.save` of a TensorDict, atomically.
+
+    The file opens in the reference code's loader (a TensorDict pickle) and reads back
+    bit-identically with `read_chunk`.
+
+    Args:
+        path: destination file; parent folders are created.
+        data: `{"obs": [E,T,obs], "action": [E,T,act], "reward": [E,T], "task": [E,T]}`
+            (+ optional `terminated` [E,T]); `action[:, 0]` and `reward[:, 0]` NaN.
+        validate: check `data` with `validate_chunk` first.
+        **expect: expectations for `validate_chunk`.
+
+    Returns:
+        The path written.
+    """
+    from tensordict import TensorDict  # the reference loader needs a TensorDict pickle
+
+    path = Path(path)
+    data = {k: torch.as_tensor(v) for k, v in data.items()}
+    if validate:
+        validate_chunk(data, name=str(path), **expect)
+    frames = data["obs"].shape[:2]
+    td = TensorDict({k: v.contiguous() for k, v in data.items()}, batch_size=list(frames))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(td, tmp)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,38 @@
+"""The TD-MPC2 expert (teacher): world model, checkpoint read/write, per-task experts.
+
+- `ExpertConfig` (`config.py`): sizes and task facts; `from_size(5)` is mt30-5M.
+- `TDMPC2Expert` (`model.py`): the world model; state-dict keys are TD-MPC2's public layout.
+- `checkpoint.py`: reads both public key layouts, writes the new one (atomic).
+- `Expert` (`interface.py`): what students and planners use; `PerTaskExperts`
+  (`per_task.py`) offers it for a set of single-task experts.
+"""
+
+from mt_factored.expert.checkpoint import (
+    CheckpointError,
+    CheckpointMismatchError,
+    load_single_task_expert,
+    load_state_dict_any_layout,
+    public_state_dict,
+    read_checkpoint,
+    save_checkpoint,
+)
+from mt_factored.expert.config import MODEL_SIZES, ExpertConfig
+from mt_factored.expert.interface import Expert
+from mt_factored.expert.model import PolicyOutput, TDMPC2Expert
+from mt_factored.expert.per_task import PerTaskExperts
+
+__all__ = [
+    "MODEL_SIZES",
+    "CheckpointError",
+    "CheckpointMismatchError",
+    "Expert",
+    "ExpertConfig",
+    "PerTaskExperts",
+    "PolicyOutput",
+    "TDMPC2Expert",
+    "load_single_task_expert",
+    "load_state_dict_any_layout",
+    "public_state_dict",
+    "read_checkpoint",
+    "save_checkpoint",
+]

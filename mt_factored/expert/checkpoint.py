@@ -1,0 +1,442 @@
+"""Reading and writing TD-MPC2 checkpoint files (both public key layouts).
+
+Layouts (see /work/shared/specs/tdmpc2-formats.md):
+
+- new: `_Qs.params.{layer}.{weight,bias,ln.weight,ln.bias}` plus the same under
+  `_detach_Qs_params.` and `_target_Qs_params.`, `__batch_size`/`__device` entries,
+  `_action_masks`, `log_std_min`, `log_std_dif`;
+- old (the published checkpoints): flat `_Qs.params.N` / `_target_Qs.params.N` with
+  `N // 4` the layer and `N % 4` one of weight, bias, ln.weight, ln.bias, and no
+  masks or log-std buffers.
+
+`TDMPC2Expert.state_dict()` is the new layout without the `_detach_Qs_params` copy
+and the tensordict entries; `module_state_dict` converts a file's dict to it and
+`public_state_dict` converts back for saving.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import pickle
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mt_factored.expert.config import MODEL_SIZES, SIZE_OVERRIDES, TASK_DIMS, ExpertConfig
+from mt_factored.expert.model import TDMPC2Expert
+from mt_factored.tasks import get_task_set
+
+log = logging.getLogger(__name__)
+
+Q_PREFIX, DETACH_PREFIX, TARGET_PREFIX = "_Qs.params.", "_detach_Qs_params.", "_target_Qs_params."
+OLD_TARGET_PREFIX = "_target_Qs.params."
+TD_META_KEYS = ("__batch_size", "__device")  # tensordict bookkeeping in new-layout files
+OLD_Q_FIELDS = ("weight", "bias", "ln.weight", "ln.bias")  # N % 4 in the old layout
+BUFFERS_FROM_CONFIG = ("_action_masks", "log_std_min", "log_std_dif")
+_OLD_Q_KEY = re.compile(r"^_(?:target_)?Qs\.params\.(\d+)$")
+_COMPONENT = r"_(?:encoder\.state|dynamics|reward|pi)"
+_NESTED_SEQUENTIAL = re.compile(rf"^{_COMPONENT}\.\d+\.\d+\.")
+_TOP_WEIGHT = re.compile(rf"^{_COMPONENT}\.\d+\.weight$")
+_MAX_LISTED = 16
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be read or is of an unsupported layout."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A checkpoint whose tensors do not fit the model built for it.
+
+    Attributes:
+        missing: keys the model needs that the file lacks.
+        unexpected: keys in the file the model does not have.
+        mismatched: key -> (shape in file, shape in model).
+        hint: what the file's shapes suggest instead (may be empty).
+    """
+
+    def __init__(
+        self,
+        source: str,
+        missing: Iterable[str] = (),
+        unexpected: Iterable[str] = (),
+        mismatched: Mapping[str, tuple[tuple[int, ...], tuple[int, ...]]] | None = None,
+        hint: str = "",
+        detail: str = "",
+    ) -> None:
+        self.missing, self.unexpected = sorted(missing), sorted(unexpected)
+        self.mismatched = dict(mismatched or {})
+        self.hint = hint
+        lines = [f"Checkpoint {source} does not fit the model. {detail}".rstrip()]
+        if self.mismatched:
+            lines.append("  shape mismatch (checkpoint vs model):")
+            keys = _telling_first(self.mismatched)
+            lines += _listing(
+                [
+                    f"{k}: {list(self.mismatched[k][0])} vs {list(self.mismatched[k][1])}"
+                    for k in keys
+                ]
+            )
+        if self.missing:
+            lines.append("  missing from checkpoint:")
+            lines += _listing(_telling_first(self.missing))
+        if self.unexpected:
+            lines.append("  unexpected in checkpoint:")
+            lines += _listing(_telling_first(self.unexpected))
+        if hint:
+            lines.append(f"Hint: {hint}")
+        super().__init__("\n".join(lines))
+
+
+# Keys that tell most about a mismatch first; the Q copies repeat what the heads say.
+_KEY_ORDER = ("_task_emb", "_action_masks", "_encoder", "_dynamics", "_reward", "_pi", "log_std")
+
+
+def _telling_first(keys: Iterable[str]) -> list[str]:
+    def rank(key: str) -> tuple[int, str]:
+        hits = [i for i, prefix in enumerate(_KEY_ORDER) if key.startswith(prefix)]
+        return (hits[0] if hits else len(_KEY_ORDER), key)
+
+    return sorted(keys, key=rank)
+
+
+def _listing(rows: list[str]) -> list[str]:
+    shown = [f"    {r}" for r in rows[:_MAX_LISTED]]
+    if len(rows) > _MAX_LISTED:
+        shown.append(f"    ... and {len(rows) - _MAX_LISTED} more")
+    return shown
+
+
+# ---------------------------------------------------------------- reading
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The raw state dict of a TD-MPC2 file (`{"model": sd}` or a bare `sd`).
+
+    Tries a weights-only load first; files that need full unpickling fall back to it
+    with a warning (only load files from sources you trust).
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: truncated or corrupt file, or not a state dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"TD-MPC2 checkpoint {path} does not exist")
+    try:
+        try:
+            obj = torch.load(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError:
+            log.warning("%s needs full unpickling (weights_only=False); trusting it", path)
+            obj = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:  # torch raises RuntimeError, EOFError, zip errors, ...
+        raise CheckpointError(
+            f"Could not read TD-MPC2 checkpoint {path} ({path.stat().st_size} bytes): the "
+            f"file is truncated or corrupt ({type(err).__name__}: {err})"
+        ) from err
+    if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
+        obj = obj["model"]
+    if not isinstance(obj, Mapping) or not any(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(
+            f"{path} holds a {type(obj).__name__}, not a TD-MPC2 state dict "
+            "(expected {'model': state_dict} or a bare state dict)"
+        )
+    return dict(obj)
+
+
+def detect_layout(state: Mapping[str, Any], source: str = "checkpoint") -> str:
+    """The key layout, "new" or "old"; raises `CheckpointError` for the flat-Sequential one."""
+    for key, value in state.items():
+        one_d = isinstance(value, torch.Tensor) and value.dim() == 1
+        if _NESTED_SEQUENTIAL.match(key) or (_TOP_WEIGHT.match(key) and one_d):
+            raise CheckpointError(
+                f"{source} uses the flat-Sequential layout of very early TD-MPC2 single-task "
+                f"files (LayerNorm stored as separate numbered modules, e.g. {key!r}). Those "
+                "files are known not to reproduce their published scores and are not "
+                "supported; use another seed's file or train an expert with "
+                "mt_factored.expert.train."
+            )
+    if DETACH_PREFIX + "0.weight" in state:
+        return "new"
+    if any(_OLD_Q_KEY.match(k) for k in state):
+        return "old"
+    if Q_PREFIX + "0.weight" in state:
+        return "new"  # new layout without the detach copy (e.g. a bare module state dict)
+    raise CheckpointMismatchError(
+        source, hint=infer_hint(state), detail="It holds no Q-ensemble keys of either layout."
+    )
+
+
+def _strip_meta(state: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in state.items() if k.rpartition(".")[2] not in TD_META_KEYS}
+
+
+def module_state_dict(
+    state: Mapping[str, Any], model: TDMPC2Expert, source: str = "checkpoint"
+) -> dict[str, torch.Tensor]:
+    """Converts a file's state dict (either layout) to `model.state_dict()`'s keys.
+
+    Buffers the old layout lacks (`_action_masks`, `log_std_*`) come from the model
+    (i.e. from its config). Keys are not checked here; see `load_into`.
+    """
+    layout = detect_layout(state, source)
+    state = _strip_meta(state)
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        match = _OLD_Q_KEY.match(key) if layout == "old" else None
+        if match:
+            num = int(match.group(1))
+            prefix = TARGET_PREFIX if key.startswith(OLD_TARGET_PREFIX) else Q_PREFIX
+            key = f"{prefix}{num // 4}.{OLD_Q_FIELDS[num % 4]}"
+        elif key.startswith(DETACH_PREFIX):
+            online = state.get(Q_PREFIX + key[len(DETACH_PREFIX) :])
+            if online is not None and not _same(online, value):
+                log.warning("%s: %s differs from the _Qs copy; using _Qs", source, key)
+            continue
+        out[key] = value
+    own = model.state_dict()
+    for name in BUFFERS_FROM_CONFIG:
+        if name in own and name not in out:
+            out[name] = own[name].clone()
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    return (
+        isinstance(a, torch.Tensor)
+        and isinstance(b, torch.Tensor)
+        and a.shape == b.shape
+        and torch.equal(a, b.to(a.device))
+    )
+
+
+def load_into(
+    model: TDMPC2Expert, state: Mapping[str, Any], source: str = "checkpoint"
+) -> TDMPC2Expert:
+    """Loads a file's state dict (either layout) into `model`, strictly.
+
+    Raises:
+        CheckpointMismatchError: missing, unexpected or differently shaped tensors,
+            or masks / log-std bounds that disagree with the model's config; the
+            message names them and suggests the configuration the file fits.
+    """
+    converted = module_state_dict(state, model, source)
+    own = model.state_dict()
+    missing = set(own) - set(converted)
+    unexpected = set(converted) - set(own)
+    mismatched = {
+        k: (tuple(converted[k].shape), tuple(own[k].shape))
+        for k in set(own) & set(converted)
+        if tuple(converted[k].shape) != tuple(own[k].shape)
+    }
+    if missing or unexpected or mismatched:
+        raise CheckpointMismatchError(
+            source,
+            missing,
+            unexpected,
+            dict(sorted(mismatched.items())),
+            infer_hint(state),
+            detail=f"Model: {describe(model.config)}.",
+        )
+    wrong = [k for k in BUFFERS_FROM_CONFIG if k in own and not _same(own[k], converted[k])]
+    if wrong:
+        raise CheckpointMismatchError(
+            source,
+            hint=infer_hint(state),
+            detail=f"Its {', '.join(wrong)} disagree with the config ({describe(model.config)}): "
+            "action_dims or log_std bounds differ.",
+        )
+    model.load_state_dict(converted, strict=True)
+    return model
+
+
+def load_state_dict_any_layout(
+    path: str | Path, model: TDMPC2Expert, map_location: str | torch.device = "cpu"
+) -> TDMPC2Expert:
+    """Reads `path` (either layout) into `model` and returns it."""
+    return load_into(model, read_checkpoint(path, map_location), str(path))
+
+
+def load_expert(
+    path: str | Path,
+    task_set: str = "mt30",
+    model_size: int | float | str = 5,
+    config: ExpertConfig | None = None,
+    map_location: str | torch.device = "cpu",
+) -> TDMPC2Expert:
+    """Builds the expert for `config` (default: the published `task_set` model of
+    `model_size`) and loads `path` into it. The model is returned in eval mode."""
+    state = read_checkpoint(path, map_location)
+    detect_layout(state, str(path))
+    if config is None:
+        config = ExpertConfig.from_size(model_size, task_set)
+    model = TDMPC2Expert(config).to(map_location)
+    return load_into(model, state, str(path)).eval()
+
+
+def single_task_config(state: Mapping[str, Any], task: str) -> ExpertConfig:
+    """The single-task config of `task` with the sizes read off a state dict's shapes.
+
+    Lets files of experts trained here (any size) load without naming their size.
+    """
+    arch = infer_architecture(state)
+    if arch.get("task_dim", 0) != 0:
+        raise CheckpointMismatchError(
+            task, hint=infer_hint(state), detail="It is a multi-task model, not a single-task one."
+        )
+    base = ExpertConfig.single_task(task)
+    sizes = {k: arch[k] for k in (*_SIZE_FIELDS, "num_bins") if k in arch}
+    for name in ("log_std_min", "log_std_dif"):
+        if isinstance(state.get(name), torch.Tensor):
+            sizes[name] = state[name].item()
+    if "log_std_dif" in sizes:
+        sizes["log_std_max"] = sizes.get("log_std_min", base.log_std_min) + sizes.pop("log_std_dif")
+    return dataclasses.replace(base, **sizes)
+
+
+def load_single_task_expert(
+    path: str | Path, task: str, map_location: str | torch.device = "cpu"
+) -> TDMPC2Expert:
+    """Loads a single-task expert of `task` whose sizes are read off the file."""
+    state = read_checkpoint(path, map_location)
+    detect_layout(state, str(path))
+    model = TDMPC2Expert(single_task_config(state, task)).to(map_location)
+    return load_into(model, state, str(path)).eval()
+
+
+# ---------------------------------------------------------------- writing
+def public_state_dict(model: TDMPC2Expert) -> dict[str, Any]:
+    """`model`'s state in the public new layout, as TD-MPC2's own `state_dict()` has it."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    batch = {"__batch_size": torch.Size([model.config.num_q]), "__device": None}
+    online = {k: v for k, v in state.items() if k.startswith(Q_PREFIX)}
+    target = {k: v for k, v in state.items() if k.startswith(TARGET_PREFIX)}
+    out = {k: v for k, v in state.items() if k not in online and k not in target}
+    for prefix, tensors in (
+        (Q_PREFIX, online),
+        (DETACH_PREFIX, {DETACH_PREFIX + k[len(Q_PREFIX) :]: v for k, v in online.items()}),
+        (TARGET_PREFIX, target),
+    ):
+        out.update(tensors)
+        out.update({prefix + name: value for name, value in batch.items()})
+    return out
+
+
+def save_checkpoint(model: TDMPC2Expert, path: str | Path) -> Path:
+    """Atomically writes `{"model": public_state_dict(model)}` to `path`; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save({"model": public_state_dict(model)}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+# ---------------------------------------------------------------- hints
+def describe(config: ExpertConfig) -> str:
+    """One line naming a config's architecture."""
+    kind = (
+        f"{config.num_tasks} tasks, task_dim {config.task_dim}"
+        if config.multitask
+        else f"single-task {config.task_names[0]}"
+    )
+    return (
+        f"{kind}, obs {config.obs_dim}, action {config.action_dim}, enc {config.enc_dim}, "
+        f"mlp {config.mlp_dim}, latent {config.latent_dim}, "
+        f"{config.num_enc_layers} encoder layers, num_q {config.num_q}"
+    )
+
+
+def infer_architecture(state: Mapping[str, Any]) -> dict[str, int]:
+    """Architecture fields read off a state dict's shapes (either layout; fields it
+    cannot tell are left out)."""
+    shapes = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+    arch: dict[str, int] = {}
+    if "_task_emb.weight" in shapes:
+        arch["num_tasks"], arch["task_dim"] = shapes["_task_emb.weight"]
+    else:
+        arch["num_tasks"], arch["task_dim"] = 1, 0
+    enc = sorted(
+        int(m.group(1)) for k in shapes if (m := re.match(r"^_encoder\.state\.(\d+)\.weight$", k))
+    )
+    if enc and len(shapes[f"_encoder.state.{enc[0]}.weight"]) == 2:
+        first, last = (
+            shapes[f"_encoder.state.{enc[0]}.weight"],
+            shapes[f"_encoder.state.{enc[-1]}.weight"],
+        )
+        arch["num_enc_layers"] = len(enc)
+        arch["enc_dim"], arch["obs_dim"] = first[0], first[1] - arch["task_dim"]
+        arch["latent_dim"] = last[0]
+    dyn = shapes.get("_dynamics.0.weight")
+    if dyn is not None and len(dyn) == 2 and "latent_dim" in arch:
+        arch["mlp_dim"] = dyn[0]
+        arch["action_dim"] = dyn[1] - arch["latent_dim"] - arch["task_dim"]
+    q = shapes.get(Q_PREFIX + "0.weight") or shapes.get(Q_PREFIX + "0")
+    if q is not None:
+        arch["num_q"] = q[0]
+    if "_reward.2.weight" in shapes:
+        arch["num_bins"] = shapes["_reward.2.weight"][0]
+    return arch
+
+
+_SIZE_FIELDS = ("enc_dim", "mlp_dim", "latent_dim", "num_enc_layers", "num_q")
+
+
+def infer_hint(state: Mapping[str, Any]) -> str:
+    """A sentence naming the published configuration a state dict fits, if any."""
+    arch = infer_architecture(state)
+    if not {"latent_dim", "mlp_dim", "num_q"} <= set(arch):
+        return ""
+    facts = ", ".join(f"{k} {v}" for k, v in arch.items())
+    for size, sizes in MODEL_SIZES.items():
+        if arch["task_dim"] == 0:
+            if all(arch.get(f) == sizes[f] for f in _SIZE_FIELDS):
+                return _single_task_hint(arch, size, facts)
+            continue
+        for set_name, dims in TASK_DIMS.items():
+            want = {**sizes, **SIZE_OVERRIDES.get(set_name, {}).get(size, {})}
+            if dims[size] != arch["task_dim"] or any(arch.get(f) != want[f] for f in _SIZE_FIELDS):
+                continue
+            try:
+                n_tasks = len(get_task_set(set_name))
+            except ValueError:
+                n_tasks = None
+            if n_tasks not in (None, arch["num_tasks"]):
+                continue
+            return (
+                f"this looks like {set_name}-{size}M; pass model_size={size}"
+                + (f", task_set={set_name!r}" if set_name != "mt30" else "")
+                + f" (file: {facts})."
+            )
+    if arch["task_dim"] == 0:
+        return (
+            f"this looks like a single-task model ({facts}); pass "
+            "config=ExpertConfig.single_task(<task>, model_size) or a custom ExpertConfig."
+        )
+    return f"the file's shapes say {facts}; build an ExpertConfig with these and pass config=."
+
+
+def _single_task_hint(arch: dict[str, int], size: int, facts: str) -> str:
+    try:
+        mt30 = get_task_set("mt30")
+        fits = [
+            t.name
+            for t in mt30
+            if t.obs_dim == arch.get("obs_dim") and t.action_dim == arch.get("action_dim")
+        ]
+    except ValueError:
+        fits = []
+    which = f" (mt30 tasks with these dims: {', '.join(fits)})" if fits else ""
+    return (
+        f"this looks like a single-task {size}M model{which}; pass "
+        f"config=ExpertConfig.single_task(<task>, model_size={size}) (file: {facts})."
+    )

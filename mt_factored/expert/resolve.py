@@ -1,0 +1,86 @@
+"""Turn an ``expert=`` recipe value into a loaded expert.
+
+Accepted forms:
+- ``/path/to/mt30-5M.pt``: a TD-MPC2 checkpoint file (either key layout);
+- ``hub:ORG/NAME/path/in/repo.pt`` (optionally ``@revision``): downloaded once into the
+  Hugging Face cache with ``hf_hub_download``; with ``HF_HUB_OFFLINE=1`` the cache is used;
+- ``{task-name: checkpoint}``: one single-task expert per task (:class:`PerTaskExperts`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from mt_factored.expert.interface import Expert
+
+HUB_PREFIX = "hub:"
+PUBLIC_EXPERT_HINT = (
+    "The public multi-task experts live in the Hugging Face model repo nicklashansen/tdmpc2: "
+    "`huggingface-cli download nicklashansen/tdmpc2 multitask/mt30-5M.pt --local-dir checkpoints/` "
+    "then pass expert=checkpoints/multitask/mt30-5M.pt, or pass "
+    "expert=hub:nicklashansen/tdmpc2/multitask/mt30-5M.pt to download into the HF cache."
+)
+
+
+class ExpertNotFoundError(FileNotFoundError):
+    """The expert named in a recipe cannot be found locally or in the HF cache."""
+
+
+def parse_hub_spec(spec: str) -> tuple[str, str, str | None]:
+    """``hub:ORG/NAME/path/file.pt[@rev]`` -> (repo_id, filename, revision)."""
+    body = spec[len(HUB_PREFIX) :]
+    revision = None
+    if "@" in body:
+        body, revision = body.rsplit("@", 1)
+    parts = body.split("/")
+    if len(parts) < 3 or not all(parts):
+        raise ValueError(
+            f"bad hub expert spec {spec!r}: expected hub:ORG/NAME/path/in/repo.pt[@revision], "
+            "e.g. hub:nicklashansen/tdmpc2/multitask/mt30-5M.pt"
+        )
+    return "/".join(parts[:2]), "/".join(parts[2:]), revision
+
+
+def resolve_checkpoint_path(spec: str) -> Path:
+    """Local path of a checkpoint spec (downloading ``hub:`` specs into the HF cache)."""
+    if spec.startswith(HUB_PREFIX):
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        repo_id, filename, revision = parse_hub_spec(spec)
+        try:
+            return Path(hf_hub_download(repo_id=repo_id, filename=filename, revision=revision))
+        except LocalEntryNotFoundError as err:
+            raise ExpertNotFoundError(
+                f"{filename} of {repo_id} is not in the Hugging Face cache and the Hub cannot be "
+                f"reached (offline mode or no network). On a machine with network run "
+                f"`huggingface-cli download {repo_id} {filename}` (it fills the same cache), "
+                f"or download it and pass expert=/path/to/{Path(filename).name}."
+            ) from err
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise ExpertNotFoundError(f"expert checkpoint {path} does not exist. {PUBLIC_EXPERT_HINT}")
+    return path
+
+
+def load_expert(
+    spec: str | Mapping[str, str],
+    task_set: str = "mt30",
+    model_size: int | float = 5,
+    map_location: str = "cpu",
+) -> Expert:
+    """Load the expert a recipe names (see the module docstring for the forms)."""
+    from mt_factored.expert import PerTaskExperts, TDMPC2Expert
+
+    if isinstance(spec, Mapping):
+        if not spec:
+            raise ValueError("expert mapping is empty: give {task-name: checkpoint, ...}")
+        paths = {task: resolve_checkpoint_path(str(p)) for task, p in spec.items()}
+        return PerTaskExperts(paths, task_set=task_set, map_location=map_location)
+    if not isinstance(spec, str) or not spec:
+        raise ValueError(f"expert must be a path, a hub: spec or a mapping, got {spec!r}")
+    path = resolve_checkpoint_path(spec)
+    return TDMPC2Expert.from_checkpoint(
+        path, task_set=task_set, model_size=model_size, map_location=map_location
+    )

@@ -1,0 +1,112 @@
+"""Callbacks: periodic evaluation of the student (and the expert) in dm_control."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_only
+
+from mt_factored.planning.base import MPPIConfig
+from mt_factored.planning.episodes import EpisodeStats, run_episodes
+from mt_factored.planning.expert_adapter import ExpertPlanningModel
+from mt_factored.planning.mppi import MPPIPlanner
+from mt_factored.planning.student_adapter import StudentPlanningModel
+
+log = logging.getLogger(__name__)
+
+
+class PlanningEvalCallback(L.Callback):
+    """Every ``every_n_steps`` optimizer steps (and at the end if ``at_end``), plan with the student in
+    dm_control and log ``eval/<task>/student_return``; the expert is evaluated once on the
+    same seeds (``eval/<task>/expert_return``) so the ratio is visible while training.
+
+    Runs on global rank 0 only; other ranks wait at the next collective.
+    """
+
+    def __init__(
+        self,
+        tasks: Sequence[str],
+        task_ids: Sequence[int],
+        obs_dim: int,
+        planning: MPPIConfig,
+        every_n_steps: int = 5000,
+        at_end: bool = True,
+        episodes: int = 10,
+        max_steps: int | None = None,
+        compare_expert: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if len(tasks) != len(task_ids):
+            raise ValueError("tasks and task_ids must have the same length")
+        self.tasks, self.task_ids = list(tasks), list(task_ids)
+        self.obs_dim, self.planning = obs_dim, planning
+        self.at_end = at_end
+        self.every_n_steps, self.episodes, self.max_steps = every_n_steps, episodes, max_steps
+        self.compare_expert, self.seed = compare_expert, seed
+        self.expert_results: dict[str, EpisodeStats] = {}
+        self.last_results: dict[str, EpisodeStats] = {}
+        self._last_step_evaluated = -1
+
+    def _evaluate(self, planner: MPPIPlanner, device) -> dict[str, EpisodeStats]:
+        return {
+            task: run_episodes(
+                planner,
+                task,
+                task_id,
+                self.obs_dim,
+                episodes=self.episodes,
+                seed=self.seed,
+                device=device,
+                max_steps=self.max_steps,
+            )
+            for task, task_id in zip(self.tasks, self.task_ids, strict=True)
+        }
+
+    @rank_zero_only
+    def _run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        step = trainer.global_step
+        if step == self._last_step_evaluated:
+            return
+        self._last_step_evaluated = step
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            student_planner = MPPIPlanner(
+                StudentPlanningModel(pl_module.student), self.planning, generator=self.seed
+            )
+            self.last_results = self._evaluate(student_planner, pl_module.device)
+            if self.compare_expert and not self.expert_results:
+                expert_planner = MPPIPlanner(
+                    ExpertPlanningModel(pl_module.expert), self.planning, generator=self.seed
+                )
+                self.expert_results = self._evaluate(expert_planner, pl_module.device)
+        finally:
+            pl_module.train(was_training)
+        metrics = {}
+        for task, stats in self.last_results.items():
+            metrics[f"eval/{task}/student_return"] = stats.mean
+            metrics[f"eval/{task}/student_plan_ms"] = stats.plan_ms_per_call
+            if task in self.expert_results:
+                metrics[f"eval/{task}/expert_return"] = self.expert_results[task].mean
+        if self.last_results:
+            metrics["eval/student_return_mean"] = sum(
+                s.mean for s in self.last_results.values()
+            ) / len(self.last_results)
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=step)
+        log.info(
+            "step %d eval: %s",
+            step,
+            ", ".join(f"{t}={s.mean:.1f}" for t, s in self.last_results.items()),
+        )
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0:
+            self._run(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.at_end:
+            self._run(trainer, pl_module)

@@ -1,0 +1,23 @@
+"""Building blocks shared by the expert (TD-MPC2) and the factored student."""
+
+from mt_factored.nn.layers import (
+    EnsembleLinear,
+    EnsembleNormedLinear,
+    NormedLinear,
+    SimNorm,
+    ensemble_mlp,
+    mlp,
+)
+from mt_factored.nn.scalars import DiscreteRegression, symexp, symlog
+
+__all__ = [
+    "DiscreteRegression",
+    "EnsembleLinear",
+    "EnsembleNormedLinear",
+    "NormedLinear",
+    "SimNorm",
+    "ensemble_mlp",
+    "mlp",
+    "symexp",
+    "symlog",
+]

@@ -1,0 +1,91 @@
+"""What the MPPI planner needs from a world model, and its settings.
+
+The planner works on an explicit agent axis. Every tensor it handles is shaped
+``[envs, agents, samples, horizon, dims]`` (or a prefix of that):
+
+- centralized planning (TD-MPC2 expert): 1 agent x A action dims;
+- decentralized planning (factored student): N agents x G dims each (G = 1 for
+  one joint per agent).
+
+A :class:`PlanningModel` adapts a world model to that view. It owns how latents
+are expanded over samples and how agent actions map back to the environment's
+action vector, so one MPPI serves both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+
+@dataclass(frozen=True)
+class MPPIConfig:
+    """MPPI settings (defaults: TD-MPC2 / Fac-TDMPC Table 2)."""
+
+    iterations: int = 6
+    """Optimisation iterations per control step."""
+    num_samples: int = 512
+    """Trajectories sampled per iteration and agent (policy trajectories included)."""
+    num_elites: int = 64
+    """Top trajectories that update the sampling distribution."""
+    num_pi_trajs: int = 24
+    """Trajectories proposed by the policy prior (0 disables the prior)."""
+    horizon: int = 3
+    """Planning horizon in agent steps."""
+    min_std: float = 0.05
+    """Lower bound of the sampling standard deviation."""
+    max_std: float = 2.0
+    """Upper bound (and initial value) of the sampling standard deviation."""
+    temperature: float = 0.5
+    """Inverse temperature of the elite weighting ``exp(temperature * (G - max G))``."""
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1 or self.horizon < 1:
+            raise ValueError("MPPI iterations and horizon must be >= 1")
+        if not 0 <= self.num_pi_trajs < self.num_samples:
+            raise ValueError(
+                f"num_pi_trajs ({self.num_pi_trajs}) must be in [0, num_samples={self.num_samples})"
+            )
+        if not 1 <= self.num_elites <= self.num_samples:
+            raise ValueError(
+                f"num_elites ({self.num_elites}) must be in [1, num_samples={self.num_samples}]"
+            )
+        if not 0 < self.min_std <= self.max_std:
+            raise ValueError(f"need 0 < min_std <= max_std, got {self.min_std}, {self.max_std}")
+
+
+@runtime_checkable
+class PlanningModel(Protocol):
+    """A world model seen through the planner's agent axis.
+
+    ``state`` is whatever the model needs per environment (a latent tensor with a
+    leading ``envs`` dim, or a tuple of them); the planner only passes it back.
+    """
+
+    num_agents: int
+    """N: agents planned independently (1 for a centralized model)."""
+    agent_action_dim: int
+    """G: action dims per agent (A for a centralized model, 1 per joint)."""
+
+    def initial_state(self, obs: torch.Tensor, task: torch.Tensor) -> Any:
+        """Encode ``obs [envs, obs_dim]`` for tasks ``task [envs]``."""
+
+    def action_mask(self, task: torch.Tensor) -> torch.Tensor:
+        """``[envs, agents, dims]`` with 1 where an action entry is real, 0 where padded."""
+
+    def policy_actions(
+        self, state: Any, task: torch.Tensor, num_trajs: int, horizon: int
+    ) -> torch.Tensor:
+        """Roll the policy prior out: ``[envs, agents, num_trajs, horizon, dims]``."""
+
+    def returns(self, state: Any, actions: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+        """Each agent's H-step return for ``actions [envs, agents, samples, horizon, dims]``.
+
+        Discounted rewards along the model's own rollout plus the discounted value
+        of the last latent; returns ``[envs, agents, samples]``.
+        """
+
+    def to_env_action(self, agent_action: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+        """Map ``[envs, agents, dims]`` to the environment's ``[envs, action_dim]``."""

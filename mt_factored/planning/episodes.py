@@ -1,0 +1,180 @@
+"""Run a planner in dm_control: batched episodes, returns, latency, optional video.
+
+All episodes of one task run in lock-step, so every control step is ONE planner
+call for all of them (the planner is batched over environments). Latency is
+reported two ways: per batched call, and per single-environment call measured
+apart (the number a robot would see).
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mt_factored.planning.mppi import MPPIPlanner
+from mt_factored.tasks import make_env
+
+log = logging.getLogger(__name__)
+
+ActionHook = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+"""Maps a batch of native actions ``[envs, action_dim]`` to what is applied (perturbations)."""
+
+
+@dataclass
+class EpisodeStats:
+    """Outcome of :func:`run_episodes` for one task."""
+
+    task: str
+    returns: list[float]
+    plan_ms_per_call: float
+    """Mean wall time of one batched planner call (all envs of the task)."""
+    envs_per_call: int
+    plan_ms_single_env: float | None = None
+    """Mean wall time of one planner call for a single environment."""
+    video: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def mean(self) -> float:
+        return float(statistics.fmean(self.returns))
+
+    @property
+    def std(self) -> float:
+        return float(statistics.pstdev(self.returns)) if len(self.returns) > 1 else 0.0
+
+
+def pad_obs(obs: np.ndarray, obs_dim: int) -> np.ndarray:
+    """Zero-pad ``[envs, native_dim]`` observations at the end to ``obs_dim``."""
+    if obs.shape[-1] > obs_dim:
+        raise ValueError(
+            f"observation has {obs.shape[-1]} dims but the model takes {obs_dim}; "
+            "this task does not fit the model's task set"
+        )
+    out = np.zeros((*obs.shape[:-1], obs_dim), dtype=np.float32)
+    out[..., : obs.shape[-1]] = obs
+    return out
+
+
+@torch.inference_mode()
+def run_episodes(
+    planner: MPPIPlanner,
+    task: str,
+    task_id: int,
+    obs_dim: int,
+    episodes: int = 10,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    eval_mode: bool = True,
+    max_steps: int | None = None,
+    video_path: str | Path | None = None,
+    video_size: tuple[int, int] = (240, 320),
+    action_hook: ActionHook | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> EpisodeStats:
+    """Plan and act in ``episodes`` copies of ``task`` (seeds ``seed + i``) until they end.
+
+    Args:
+        planner: a planner over a model whose observation size is ``obs_dim``.
+        task, task_id: the task's name and its id in the model's task set.
+        obs_dim: the model's observation size (native observations are zero-padded).
+        max_steps: stop earlier than the task's episode length (tests, smoke runs).
+        video_path: if given, the first episode is rendered to this mp4.
+        action_hook: applied to the native actions before stepping (robustness tests).
+        on_step: called with the number of finished control steps (progress bars).
+    """
+    envs = [make_env(task, seed=seed + i) for i in range(episodes)]
+    action_dim = envs[0].action_dim
+    horizon = envs[0].max_episode_steps if max_steps is None else max_steps
+    task_ids = torch.full((episodes,), task_id, dtype=torch.long, device=device)
+    rng = np.random.default_rng(seed)
+    planner.reset()
+
+    obs = np.stack([env.reset() for env in envs])
+    returns = np.zeros(episodes)
+    frames: list[np.ndarray] = []
+    call_ms: list[float] = []
+    for step in range(horizon):
+        if video_path is not None:
+            frames.append(envs[0].render(*video_size))
+        obs_t = torch.as_tensor(pad_obs(obs, obs_dim), device=device)
+        start = time.perf_counter()
+        action = planner.plan(obs_t, task_ids, t0=step == 0, eval_mode=eval_mode)
+        call_ms.append((time.perf_counter() - start) * 1e3)
+        native = action[:, :action_dim].float().cpu().numpy().astype(np.float64)
+        if action_hook is not None:
+            native = action_hook(native, rng)
+        done = False
+        next_obs = []
+        for i, env in enumerate(envs):
+            o, r, done, _ = env.step(native[i])
+            returns[i] += r
+            next_obs.append(o)
+        obs = np.stack(next_obs)
+        if on_step is not None:
+            on_step(step + 1)
+        if done:
+            break
+
+    video = None
+    if video_path is not None:
+        video = write_video(video_path, frames)
+    # The first call pays for lazy initialisation; leave it out of the mean.
+    timed = call_ms[1:] if len(call_ms) > 1 else call_ms
+    return EpisodeStats(
+        task=task,
+        returns=[float(r) for r in returns],
+        plan_ms_per_call=float(statistics.fmean(timed)),
+        envs_per_call=episodes,
+        video=video,
+    )
+
+
+@torch.inference_mode()
+def single_env_latency_ms(
+    planner: MPPIPlanner,
+    task: str,
+    task_id: int,
+    obs_dim: int,
+    repeats: int = 20,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> float:
+    """Mean ms of one planner call for one environment (after one warm-up call)."""
+    env = make_env(task, seed=seed)
+    obs = torch.as_tensor(pad_obs(env.reset()[None], obs_dim), device=device)
+    task_ids = torch.full((1,), task_id, dtype=torch.long, device=device)
+    planner.reset()
+    planner.plan(obs, task_ids, t0=True)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        planner.plan(obs, task_ids, t0=False)
+        times.append((time.perf_counter() - start) * 1e3)
+    return float(statistics.fmean(times))
+
+
+def write_video(path: str | Path, frames: list[np.ndarray], fps: int = 30) -> Path | None:
+    """Write frames to mp4 (needs the ``video`` extra: imageio-ffmpeg). Returns the path."""
+    path = Path(path)
+    try:
+        import imageio.v2 as imageio
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + ".partial" + path.suffix)
+        imageio.mimsave(tmp, frames, fps=fps)
+        tmp.replace(path)
+        return path
+    except (ImportError, ValueError, RuntimeError) as err:
+        log.warning(
+            "could not write %s (%s); install the video extra: pip install -e '.[video]'",
+            path,
+            err,
+        )
+        return None

@@ -1,0 +1,244 @@
+"""One MPPI planner with an explicit agent axis.
+
+Every (env, agent) pair runs its own MPPI: its own sampling distribution, its own
+elites, its own returns. A centralized model is 1 agent x A dims, a factored one
+N agents x G dims; all pairs are planned in the same batched tensor ops, so the
+only Python loop is over the optimisation iterations.
+
+Shapes (E envs, N agents, S samples, P policy trajectories, K elites, H horizon,
+G dims per agent): actions ``[E, N, S, H, G]``, returns ``[E, N, S]``, sampling
+mean/std ``[E, N, H, G]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from mt_factored.planning.base import MPPIConfig, PlanningModel
+
+GeneratorLike = torch.Generator | int | None
+
+
+def make_generator(generator: GeneratorLike, device: torch.device) -> torch.Generator:
+    """A ``torch.Generator`` on ``device``.
+
+    Args:
+        generator: an existing generator (must live on ``device``), an int seed, or
+            None for a generator seeded from torch's global RNG (so
+            ``torch.manual_seed`` makes it reproducible).
+        device: where the random numbers will be drawn.
+    """
+    _check_generator_arg(generator)
+    device = torch.device(device)
+    if isinstance(generator, torch.Generator):
+        if generator.device.type != device.type:
+            raise ValueError(
+                f"generator lives on {generator.device}, but the inputs are on {device}; "
+                "pass a generator on the inputs' device, or an int seed"
+            )
+        return generator
+    if generator is None:
+        generator = int(torch.randint(0, 2**62, (1,)).item())
+    gen = torch.Generator(device=device)
+    gen.manual_seed(generator)
+    return gen
+
+
+def _check_generator_arg(generator: GeneratorLike) -> None:
+    if isinstance(generator, bool) or not isinstance(generator, torch.Generator | int | None):
+        raise TypeError(f"generator must be a torch.Generator, an int seed or None, got {generator!r}")
+
+
+@dataclass(frozen=True)
+class PlanStats:
+    """Per-(env, agent) statistics of the last optimisation iteration (for debugging)."""
+
+    elite_values: torch.Tensor
+    """``[E, N, K]`` returns of the elites, best first."""
+    elite_weights: torch.Tensor
+    """``[E, N, K]`` softmax weights of the elites."""
+    mean: torch.Tensor
+    """``[E, N, H, G]`` final sampling mean (the next warm start, before shifting)."""
+    std: torch.Tensor
+    """``[E, N, H, G]`` final sampling standard deviation."""
+
+
+class MPPIPlanner:
+    """Model predictive path integral control over a :class:`PlanningModel`.
+
+    Args:
+        model: the world model seen through the agent axis.
+        config: MPPI settings (TD-MPC2 defaults).
+        generator: a ``torch.Generator`` on the inputs' device, an int seed, or None
+            (seeded from torch's global RNG at the first plan).
+    """
+
+    def __init__(
+        self,
+        model: PlanningModel,
+        config: MPPIConfig = MPPIConfig(),  # noqa: B008 (frozen dataclass)
+        generator: GeneratorLike = None,
+    ) -> None:
+        if not isinstance(model, PlanningModel):
+            raise TypeError(
+                f"{type(model).__name__} does not implement PlanningModel "
+                "(num_agents, agent_action_dim, initial_state, action_mask, "
+                "policy_actions, returns, to_env_action)"
+            )
+        if not isinstance(config, MPPIConfig):
+            raise TypeError(f"config must be an MPPIConfig, got {type(config).__name__}")
+        _check_generator_arg(generator)
+        self.model = model
+        self.config = config
+        self._generator_arg = generator
+        self._generator: torch.Generator | None = None
+        self._prev_mean: torch.Tensor | None = None
+        self.last_stats: PlanStats | None = None
+
+    def reset(self, envs: torch.Tensor | list[int] | None = None) -> None:
+        """Forget the warm start: of every env (None), or of the given env indices / bool mask."""
+        if envs is None or self._prev_mean is None:
+            self._prev_mean = None
+            return
+        with torch.inference_mode():
+            idx = torch.as_tensor(envs, device=self._prev_mean.device)
+            self._prev_mean[idx] = 0.0
+
+    def _rng(self, device: torch.device) -> torch.Generator:
+        if self._generator is None or self._generator.device.type != device.type:
+            self._generator = make_generator(self._generator_arg, device)
+        return self._generator
+
+    def _initial_mean(self, t0: bool | torch.Tensor, shape: torch.Size, like: torch.Tensor) -> torch.Tensor:
+        """Zeros where ``t0``; elsewhere the previous mean shifted one step earlier."""
+        mean = torch.zeros(shape, dtype=like.dtype, device=like.device)
+        num_envs = shape[0]
+        if isinstance(t0, torch.Tensor):
+            if t0.shape != (num_envs,) or t0.dtype != torch.bool:
+                raise ValueError(f"t0 must be a bool or a BoolTensor [{num_envs}], got {t0.dtype} {tuple(t0.shape)}")
+            keep = ~t0.to(like.device)
+            if not bool(keep.any()):
+                return mean
+        elif isinstance(t0, bool):
+            if t0:
+                return mean
+            keep = None
+        else:
+            raise TypeError(f"t0 must be a bool or a BoolTensor, got {type(t0).__name__}")
+        prev = self._prev_mean
+        if prev is None:  # nothing planned yet: the reference starts from zeros too
+            return mean
+        if prev.shape != shape:
+            raise ValueError(
+                f"warm start holds a mean of shape {tuple(prev.shape)} but this plan needs "
+                f"{tuple(shape)} (different number of envs?); call reset() or pass t0=True"
+            )
+        shifted = prev[:, :, 1:]
+        if keep is not None:
+            shifted = shifted * keep.view(-1, 1, 1, 1).to(shifted.dtype)
+        mean[:, :, :-1] = shifted
+        return mean
+
+    def plan(
+        self,
+        obs: torch.Tensor,
+        task: torch.Tensor,
+        t0: bool | torch.Tensor = False,
+        eval_mode: bool = True,
+    ) -> torch.Tensor:
+        """Plan one action per env.
+
+        Args:
+            obs: ``[E, obs_dim]`` observations.
+            task: ``[E]`` task ids (long).
+            t0: True (or True per env, a BoolTensor ``[E]``) at the first step of an
+                episode: those envs start from a zero mean instead of the warm start.
+            eval_mode: True: the first action of the final mean; False (exploration):
+                an elite drawn by its softmax weight, plus ``std`` noise.
+
+        Returns:
+            ``[E, action_dim]`` environment actions in [-1, 1], padded entries 0.
+        """
+        if obs.dim() != 2:
+            raise ValueError(f"obs must be [envs, obs_dim], got {tuple(obs.shape)}")
+        if task.shape != (obs.shape[0],):
+            raise ValueError(f"task must be [envs={obs.shape[0]}], got {tuple(task.shape)}")
+        with torch.inference_mode():
+            return self._plan(obs, task, t0, eval_mode)
+
+    def _plan(
+        self, obs: torch.Tensor, task: torch.Tensor, t0: bool | torch.Tensor, eval_mode: bool
+    ) -> torch.Tensor:
+        cfg, model = self.config, self.model
+        gen = self._rng(obs.device)
+        num_envs, agents, dims = obs.shape[0], model.num_agents, model.agent_action_dim
+        num_samples, num_pi, num_elites, horizon = (
+            cfg.num_samples,
+            cfg.num_pi_trajs,
+            cfg.num_elites,
+            cfg.horizon,
+        )
+
+        state = model.initial_state(obs, task)
+        mask = model.action_mask(task).to(obs.dtype)
+        if mask.shape != (num_envs, agents, dims):
+            raise ValueError(
+                f"action_mask must be [envs={num_envs}, agents={agents}, dims={dims}], "
+                f"got {tuple(mask.shape)}"
+            )
+        mask_t = mask.unsqueeze(2)  # [E, N, 1, G]: broadcasts over horizon
+        mask_s = mask_t.unsqueeze(2)  # [E, N, 1, 1, G]: over samples and horizon
+
+        mean = self._initial_mean(t0, torch.Size((num_envs, agents, horizon, dims)), obs)
+        std = torch.full_like(mean, cfg.max_std)
+
+        # One buffer for every iteration: policy trajectories fixed in front, samples behind.
+        actions = torch.empty(num_envs, agents, num_samples, horizon, dims, dtype=obs.dtype, device=obs.device)
+        if num_pi > 0:
+            pi = model.policy_actions(state, task, num_pi, horizon)
+            if pi.shape != (num_envs, agents, num_pi, horizon, dims):
+                raise ValueError(
+                    f"policy_actions must be {(num_envs, agents, num_pi, horizon, dims)}, got {tuple(pi.shape)}"
+                )
+            torch.mul(pi, mask_s, out=actions[:, :, :num_pi])
+        sampled = actions[:, :, num_pi:]
+        # Drawn into a contiguous buffer: normal_ on the strided view takes a slow scalar path.
+        noise = torch.empty(sampled.shape, dtype=obs.dtype, device=obs.device)
+
+        for _ in range(cfg.iterations):
+            noise.normal_(generator=gen)
+            noise.mul_(std.unsqueeze(2)).add_(mean.unsqueeze(2)).clamp_(-1.0, 1.0).mul_(mask_s)
+            sampled.copy_(noise)
+
+            value = model.returns(state, actions, task).nan_to_num(0.0)
+            if value.shape != (num_envs, agents, num_samples):
+                raise ValueError(
+                    f"returns must be [envs, agents, samples]={(num_envs, agents, num_samples)}, "
+                    f"got {tuple(value.shape)}"
+                )
+            elite_value, elite_idx = torch.topk(value, num_elites, dim=2)
+            elite_actions = torch.gather(
+                actions, 2, elite_idx[..., None, None].expand(-1, -1, -1, horizon, dims)
+            )  # [E, N, K, H, G]
+            score = torch.softmax(cfg.temperature * elite_value, dim=2)  # [E, N, K]
+            mean = torch.einsum("enk,enkhg->enhg", score, elite_actions)
+            spread = (elite_actions - mean.unsqueeze(2)).square_()
+            std = torch.einsum("enk,enkhg->enhg", score, spread).sqrt_()
+            std = std.clamp_(cfg.min_std, cfg.max_std).mul_(mask_t)
+            mean = mean.mul_(mask_t)
+
+        if eval_mode:
+            first = mean[:, :, 0].clone()
+        else:
+            pick = torch.multinomial(score.reshape(-1, num_elites), 1, generator=gen)
+            pick = pick.view(num_envs, agents, 1, 1, 1).expand(-1, -1, 1, 1, dims)
+            first = torch.gather(elite_actions[:, :, :, :1], 2, pick).view(num_envs, agents, dims)
+            first_noise = torch.randn(first.shape, generator=gen, dtype=first.dtype, device=first.device)
+            first = first + std[:, :, 0] * first_noise
+        first = first.clamp_(-1.0, 1.0).mul_(mask)
+
+        self._prev_mean = mean
+        self.last_stats = PlanStats(elite_values=elite_value, elite_weights=score, mean=mean, std=std)
+        return model.to_env_action(first, task)

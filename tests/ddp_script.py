@@ -1,0 +1,64 @@
+"""Run by tests/test_ddp.py: distill with Lightning DDP on 2 CPU processes (gloo).
+
+Each rank records the windows it trained on and its final student weights under OUT,
+so the test can check the ranks saw different data and ended with identical weights.
+Lightning's DDP launcher re-runs this same command for rank 1.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra import compose, initialize_config_dir
+
+from mt_factored.constants import RECIPES_DIR
+from mt_factored.lit import build
+
+
+class RecordWindows(L.Callback):
+    def __init__(self) -> None:
+        self.obs: list[torch.Tensor] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.obs.append(batch["obs"][:, 0].detach().cpu().clone())
+
+
+def main(out: Path, expert: str, data: str) -> None:
+    torch.set_num_threads(1)
+    with initialize_config_dir(config_dir=str(RECIPES_DIR), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                "recipe=smoke",
+                "name=ddp",
+                f"expert={expert}",
+                f"data={data}",
+                "tasks=[cartpole-balance,reacher-easy]",
+                f"run_dir={out / 'run'}",
+                "logger=none",
+                "trainer=ddp",
+                "trainer.accelerator=cpu",
+                "trainer.devices=2",
+                "trainer.max_steps=6",
+                "trainer.enable_progress_bar=false",
+                "eval.at_end=false",
+            ],
+        )
+    L.seed_everything(cfg.seed)
+    task_set, tasks = build.build_task_set(cfg)
+    module = build.build_module(cfg, task_set, build.build_expert(cfg))
+    recorder = RecordWindows()
+    trainer = build.build_trainer(cfg, Path(cfg.run_dir), callbacks=[recorder])
+    trainer.fit(module, datamodule=build.build_datamodule(cfg, task_set, tasks))
+    rank = trainer.global_rank
+    torch.save(
+        {"obs": torch.cat(recorder.obs), "student": module.student.state_dict()},
+        out / f"rank{rank}.pt",
+    )
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), sys.argv[2], sys.argv[3])

@@ -1,0 +1,120 @@
+"""The Lightning distillation run: recipes compose, smoke run learns, exact resume, clear errors."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from mt_factored.constants import RECIPES_DIR
+from tiny import write_tiny_chunk, write_tiny_expert
+
+CARTPOLE, REACHER = 8, 4  # mt30 ids of cartpole-balance and reacher-easy
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("assets")
+    expert = write_tiny_expert(root / "expert.pt")
+    data = root / "chunks"
+    write_tiny_chunk(
+        data / "chunk_0.pt",
+        task_ids={CARTPOLE: 3, REACHER: 3},
+        action_dims={CARTPOLE: 1, REACHER: 2},
+        obs_dims={CARTPOLE: 5, REACHER: 6},
+    )
+    return {"expert": expert, "data": data}
+
+
+def smoke_overrides(assets: dict[str, Path], run_dir: Path, *extra: str) -> list[str]:
+    return [
+        "recipe=smoke",
+        "name=test",
+        f"expert={assets['expert']}",
+        "expert_model_size=0",
+        f"data={assets['data']}",
+        "tasks=[cartpole-balance,reacher-easy]",
+        f"run_dir={run_dir}",
+        "logger=csv_tensorboard",
+        "trainer.enable_progress_bar=false",
+        *extra,
+    ]
+
+
+def compose_train(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(RECIPES_DIR), version_base="1.3"):
+        return compose("train", overrides=overrides)
+
+
+@pytest.mark.parametrize("recipe", sorted(p.stem for p in (RECIPES_DIR / "recipe").glob("*.yaml")))
+def test_every_recipe_composes(recipe: str) -> None:
+    cfg = compose_train([f"recipe={recipe}", "name=x"])
+    assert cfg.trainer.max_steps > 0
+    assert cfg.distill.num_noise_samples > 0
+    assert cfg.planning.num_samples >= cfg.planning.num_elites
+
+
+def student_state(run_dir: Path) -> dict[str, torch.Tensor]:
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    return {k: v for k, v in ckpt["state_dict"].items() if k.startswith("student.")}
+
+
+def test_resume_matches_uninterrupted_run(assets, tmp_path) -> None:
+    from mt_factored.train import run
+
+    straight = tmp_path / "straight"
+    run(compose_train(smoke_overrides(assets, straight, "trainer.max_steps=8", "eval.at_end=false")))
+    resumed = tmp_path / "resumed"
+    run(compose_train(smoke_overrides(assets, resumed, "trainer.max_steps=4", "eval.at_end=false")))
+    ckpt = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 4
+    run(compose_train(smoke_overrides(assets, resumed, "trainer.max_steps=8", "eval.at_end=false")))
+
+    a, b = student_state(straight), student_state(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def test_missing_data_and_expert_say_what_to_run(assets, tmp_path) -> None:
+    from mt_factored.expert.resolve import ExpertNotFoundError
+    from mt_factored.lit.build import DatasetNotFoundError
+    from mt_factored.train import run
+
+    with pytest.raises(DatasetNotFoundError, match="mt_factored.data prepare source=hub"):
+        run(compose_train(smoke_overrides(assets, tmp_path, f"data={tmp_path / 'nope'}")))
+    with pytest.raises(ExpertNotFoundError, match="huggingface-cli download"):
+        run(compose_train(smoke_overrides(assets, tmp_path, f"expert={tmp_path / 'nope.pt'}")))
+    hub = "expert=hub:nicklashansen/tdmpc2/multitask/mt30-5M.pt"
+    with pytest.raises(ExpertNotFoundError, match="multitask/mt30-5M.pt"):
+        run(compose_train(smoke_overrides(assets, tmp_path, hub)))
+
+
+def read_losses(run_dir: Path) -> list[float]:
+    with open(run_dir / "logs" / "csv" / "metrics.csv") as f:
+        return [float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]
+
+
+def test_smoke_command_trains_and_prints_table(assets, tmp_path) -> None:
+    """The real command in a subprocess: the distillation loss falls, a table is printed."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "mt_factored.train",
+        *smoke_overrides(
+            assets, tmp_path, "trainer.max_steps=60", "trainer.log_every_n_steps=1", "optim.lr=3e-3"
+        ),
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "| cartpole-balance |" in out.stdout and "student return" in out.stdout
+    losses = read_losses(tmp_path)
+    assert len(losses) >= 50
+    first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+    assert last < 0.8 * first, (first, last)
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()

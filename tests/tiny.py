@@ -1,0 +1,60 @@
+"""Tiny artifacts the tests write themselves: a random TD-MPC2 expert and official-format chunks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tensordict import TensorDict
+
+from mt_factored.constants import MT_ACTION_DIM, MT_OBS_DIM
+
+EPISODE_FRAMES = 501
+
+
+def tiny_expert_config(**overrides):
+    """A tiny mt30 expert (the fixtures' sizes)."""
+    from mt_factored.expert import ExpertConfig
+
+    sizes = dict(task_dim=16, enc_dim=32, mlp_dim=32, latent_dim=32, num_enc_layers=2, num_q=2)
+    sizes.update(overrides)
+    return ExpertConfig.custom("mt30", **sizes)
+
+
+def write_tiny_expert(path: Path, seed: int = 0, **overrides) -> Path:
+    """Save a randomly initialised tiny mt30 expert in the public layout."""
+    from mt_factored.expert import TDMPC2Expert
+
+    torch.manual_seed(seed)
+    expert = TDMPC2Expert(tiny_expert_config(**overrides))
+    expert.save_checkpoint(path)
+    return path
+
+
+def write_tiny_chunk(
+    path: Path,
+    task_ids: dict[int, int],
+    action_dims: dict[int, int],
+    obs_dims: dict[int, int],
+    seed: int = 0,
+    frames: int = EPISODE_FRAMES,
+) -> Path:
+    """An official-format chunk: ``{task_id: episodes}`` of random but valid episodes."""
+    gen = torch.Generator().manual_seed(seed)
+    tasks = [t for t, n in task_ids.items() for _ in range(n)]
+    n = len(tasks)
+    obs = torch.zeros(n, frames, MT_OBS_DIM)
+    action = torch.zeros(n, frames, MT_ACTION_DIM)
+    for i, t in enumerate(tasks):
+        obs[i, :, : obs_dims[t]] = torch.randn(frames, obs_dims[t], generator=gen)
+        action[i, :, : action_dims[t]] = torch.rand(frames, action_dims[t], generator=gen) * 2 - 1
+    reward = torch.rand(n, frames, generator=gen) * 2
+    action[:, 0] = float("nan")
+    reward[:, 0] = float("nan")
+    task = torch.tensor(tasks, dtype=torch.int32)[:, None].expand(n, frames).contiguous()
+    td = TensorDict(
+        {"obs": obs, "action": action, "reward": reward, "task": task}, batch_size=[n, frames]
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(td, path)
+    return path
