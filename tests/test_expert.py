@@ -279,8 +279,8 @@ def test_q_avg_runs_only_two_members(monkeypatch, tiny_config):
     chosen = torch.randperm(5, generator=torch.Generator().manual_seed(3))[:2]
     expected = model.q_all(z, action, task)[chosen].mean(0)
     torch.testing.assert_close(value, expected, rtol=0, atol=1e-6)
-    q_min = model.q_min(z, action, task, generator=torch.Generator().manual_seed(3))
-    torch.testing.assert_close(q_min, model.q_all(z, action, task)[chosen].amin(0))
+    target = model.q_pair(z, action, task, torch.Generator().manual_seed(3), target=True)
+    torch.testing.assert_close(target, model.q_all(z, action, task, target=True)[chosen])
 
 
 def test_policy_masks_and_gradients(tiny_config):

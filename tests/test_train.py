@@ -36,7 +36,7 @@ def smoke_overrides(assets: dict[str, Path], run_dir: Path, *extra: str) -> list
         "recipe=smoke",
         "name=test",
         f"expert={assets['expert']}",
-        "expert_model_size=0",
+        "expert_model_size=auto",
         f"data={assets['data']}",
         "tasks=[cartpole-balance,reacher-easy]",
         f"run_dir={run_dir}",

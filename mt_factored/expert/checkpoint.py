@@ -72,44 +72,30 @@ class CheckpointMismatchError(CheckpointError):
         self.missing, self.unexpected = sorted(missing), sorted(unexpected)
         self.mismatched = dict(mismatched or {})
         self.hint = hint
+        shapes = {k: f"{k}: {list(a)} vs {list(b)}" for k, (a, b) in self.mismatched.items()}
         lines = [f"Checkpoint {source} does not fit the model. {detail}".rstrip()]
-        if self.mismatched:
-            lines.append("  shape mismatch (checkpoint vs model):")
-            keys = _telling_first(self.mismatched)
-            lines += _listing(
-                [
-                    f"{k}: {list(self.mismatched[k][0])} vs {list(self.mismatched[k][1])}"
-                    for k in keys
-                ]
-            )
-        if self.missing:
-            lines.append("  missing from checkpoint:")
-            lines += _listing(_telling_first(self.missing))
-        if self.unexpected:
-            lines.append("  unexpected in checkpoint:")
-            lines += _listing(_telling_first(self.unexpected))
+        for title, keys, rows in (
+            ("shape mismatch (checkpoint vs model)", self.mismatched, shapes),
+            ("missing from checkpoint", self.missing, {}),
+            ("unexpected in checkpoint", self.unexpected, {}),
+        ):
+            if keys:
+                lines.append(f"  {title}:")
+                # Most telling keys first (the Q copies repeat what the heads say).
+                ordered = sorted(keys, key=lambda k: (_key_rank(k), k))
+                lines += [f"    {rows.get(k, k)}" for k in ordered[:_MAX_LISTED]]
+                if len(ordered) > _MAX_LISTED:
+                    lines.append(f"    ... and {len(ordered) - _MAX_LISTED} more")
         if hint:
             lines.append(f"Hint: {hint}")
         super().__init__("\n".join(lines))
 
 
-# Keys that tell most about a mismatch first; the Q copies repeat what the heads say.
 _KEY_ORDER = ("_task_emb", "_action_masks", "_encoder", "_dynamics", "_reward", "_pi", "log_std")
 
 
-def _telling_first(keys: Iterable[str]) -> list[str]:
-    def rank(key: str) -> tuple[int, str]:
-        hits = [i for i, prefix in enumerate(_KEY_ORDER) if key.startswith(prefix)]
-        return (hits[0] if hits else len(_KEY_ORDER), key)
-
-    return sorted(keys, key=rank)
-
-
-def _listing(rows: list[str]) -> list[str]:
-    shown = [f"    {r}" for r in rows[:_MAX_LISTED]]
-    if len(rows) > _MAX_LISTED:
-        shown.append(f"    ... and {len(rows) - _MAX_LISTED} more")
-    return shown
+def _key_rank(key: str) -> int:
+    return next((i for i, p in enumerate(_KEY_ORDER) if key.startswith(p)), len(_KEY_ORDER))
 
 
 # ---------------------------------------------------------------- reading
@@ -239,14 +225,14 @@ def load_into(
             unexpected,
             dict(sorted(mismatched.items())),
             infer_hint(state),
-            detail=f"Model: {describe(model.config)}.",
+            detail=f"Model: {model.config.describe()}.",
         )
     wrong = [k for k in BUFFERS_FROM_CONFIG if k in own and not _same(own[k], converted[k])]
     if wrong:
         raise CheckpointMismatchError(
             source,
             hint=infer_hint(state),
-            detail=f"Its {', '.join(wrong)} disagree with the config ({describe(model.config)}): "
+            detail=f"Its {', '.join(wrong)} disagree with the config ({model.config.describe()}): "
             "action_dims or log_std bounds differ.",
         )
     model.load_state_dict(converted, strict=True)
@@ -268,9 +254,14 @@ def load_expert(
     map_location: str | torch.device = "cpu",
 ) -> TDMPC2Expert:
     """Builds the expert for `config` (default: the published `task_set` model of
-    `model_size`) and loads `path` into it. The model is returned in eval mode."""
+    `model_size`; `model_size="auto"` reads the sizes off the file, for multi-task
+    experts of custom sizes) and loads `path` into it. The model is returned in eval mode."""
     state = read_checkpoint(path, map_location)
     detect_layout(state, str(path))
+    if config is None and model_size in ("auto", None):
+        arch = infer_architecture(state)
+        sizes = {k: arch[k] for k in (*_SIZE_FIELDS, "task_dim", "num_bins") if k in arch}
+        config = ExpertConfig.custom(task_set, **sizes)
     if config is None:
         config = ExpertConfig.from_size(model_size, task_set)
     model = TDMPC2Expert(config).to(map_location)
@@ -342,20 +333,6 @@ def save_checkpoint(model: TDMPC2Expert, path: str | Path) -> Path:
 
 
 # ---------------------------------------------------------------- hints
-def describe(config: ExpertConfig) -> str:
-    """One line naming a config's architecture."""
-    kind = (
-        f"{config.num_tasks} tasks, task_dim {config.task_dim}"
-        if config.multitask
-        else f"single-task {config.task_names[0]}"
-    )
-    return (
-        f"{kind}, obs {config.obs_dim}, action {config.action_dim}, enc {config.enc_dim}, "
-        f"mlp {config.mlp_dim}, latent {config.latent_dim}, "
-        f"{config.num_enc_layers} encoder layers, num_q {config.num_q}"
-    )
-
-
 def infer_architecture(state: Mapping[str, Any]) -> dict[str, int]:
     """Architecture fields read off a state dict's shapes (either layout; fields it
     cannot tell are left out)."""
@@ -365,14 +342,11 @@ def infer_architecture(state: Mapping[str, Any]) -> dict[str, int]:
         arch["num_tasks"], arch["task_dim"] = shapes["_task_emb.weight"]
     else:
         arch["num_tasks"], arch["task_dim"] = 1, 0
-    enc = sorted(
-        int(m.group(1)) for k in shapes if (m := re.match(r"^_encoder\.state\.(\d+)\.weight$", k))
-    )
-    if enc and len(shapes[f"_encoder.state.{enc[0]}.weight"]) == 2:
-        first, last = (
-            shapes[f"_encoder.state.{enc[0]}.weight"],
-            shapes[f"_encoder.state.{enc[-1]}.weight"],
-        )
+    enc: list[tuple[int, ...]] = []  # encoder weight shapes, layer by layer
+    while len(shapes.get(f"_encoder.state.{len(enc)}.weight", ())) == 2:
+        enc.append(shapes[f"_encoder.state.{len(enc)}.weight"])
+    if enc:
+        first, last = enc[0], enc[-1]
         arch["num_enc_layers"] = len(enc)
         arch["enc_dim"], arch["obs_dim"] = first[0], first[1] - arch["task_dim"]
         arch["latent_dim"] = last[0]
@@ -426,15 +400,8 @@ def infer_hint(state: Mapping[str, Any]) -> str:
 
 
 def _single_task_hint(arch: dict[str, int], size: int, facts: str) -> str:
-    try:
-        mt30 = get_task_set("mt30")
-        fits = [
-            t.name
-            for t in mt30
-            if t.obs_dim == arch.get("obs_dim") and t.action_dim == arch.get("action_dim")
-        ]
-    except ValueError:
-        fits = []
+    dims = (arch.get("obs_dim"), arch.get("action_dim"))
+    fits = [t.name for t in get_task_set("mt30") if (t.obs_dim, t.action_dim) == dims]
     which = f" (mt30 tasks with these dims: {', '.join(fits)})" if fits else ""
     return (
         f"this looks like a single-task {size}M model{which}; pass "

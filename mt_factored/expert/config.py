@@ -149,6 +149,19 @@ class ExpertConfig:
         """True when the model has a task embedding (task_dim > 0)."""
         return self.task_dim > 0
 
+    def describe(self) -> str:
+        """One line naming the architecture (for error messages and logs)."""
+        kind = (
+            f"{self.num_tasks} tasks, task_dim {self.task_dim}"
+            if self.multitask
+            else f"single-task {self.task_names[0]}"
+        )
+        return (
+            f"{kind}, obs {self.obs_dim}, action {self.action_dim}, enc {self.enc_dim}, "
+            f"mlp {self.mlp_dim}, latent {self.latent_dim}, "
+            f"{self.num_enc_layers} encoder layers, num_q {self.num_q}"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable dict (tuples become lists)."""
         return dataclasses.asdict(self)

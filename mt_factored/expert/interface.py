@@ -2,15 +2,34 @@
 
 Implemented by `TDMPC2Expert` (one multi-task or single-task model) and by
 `PerTaskExperts` (single-task experts behind the multi-task padded layout).
+`PolicyOutput` is what `TDMPC2Expert.pi` returns (trainers use all of its fields).
 Tensors have batch dims first; `task` is a LongTensor of task ids whose shape
 broadcasts to the batch dims (None only for a single-task `TDMPC2Expert`).
 """
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import torch
+
+
+class PolicyOutput(NamedTuple):
+    """One draw of the TD-MPC2 policy prior (padded action entries are 0 everywhere)."""
+
+    action: torch.Tensor
+    """Sampled action after tanh, `[..., A]`."""
+    mean: torch.Tensor
+    """tanh of the masked mean, `[..., A]` (the deterministic action)."""
+    log_std: torch.Tensor
+    """Masked log standard deviation before the tanh, `[..., A]`."""
+    log_prob: torch.Tensor
+    """Log-density of `action` including the tanh correction, `[..., 1]`."""
+    entropy: torch.Tensor
+    """`-log_prob`, `[..., 1]` (a one-sample entropy estimate)."""
+    scaled_entropy: torch.Tensor
+    """Entropy rescaled by the task's number of real action dims, `[..., 1]`:
+    the term TD-MPC2's policy loss weights with `entropy_coef`."""
 
 
 @runtime_checkable

@@ -11,15 +11,13 @@ is a LongTensor whose shape broadcasts to the batch dims (usually `[B]`, also
 `[B]` against `[T, B, dim]` inputs as in TD-MPC2's training rollouts), an int,
 or None for a single-task model.
 
-Task embedding and `max_norm`: TD-MPC2 builds `nn.Embedding(..., max_norm=1)`,
-which rescales the looked-up rows *of the stored weight, in place*, to norm <= 1.
-Here the lookup rescales the looked-up rows out of place (same values, the scale
-is treated as a constant like PyTorch's renorm) and never mutates the weight, so
-that loading a checkpoint, running it and saving it again is exact, and forward
-passes are safe under `torch.inference_mode`, `torch.compile` and repeated
-lookups inside one autograd graph. A trainer that wants TD-MPC2's update rule
-exactly (gradient steps on the renormalised rows) calls `renorm_task_emb_()`
-before each update; after it the lookup scale is 1 and gradients are identical.
+Task embedding: TD-MPC2's `nn.Embedding(..., max_norm=1)` rescales looked-up rows
+of the *stored weight in place* to norm <= 1. Here the lookup rescales out of place
+(same values; the scale is a constant for autograd, as in PyTorch) and never mutates
+the weight, so load -> run -> save is exact and forwards are safe under
+`inference_mode`, `torch.compile` and repeated lookups in one graph. For TD-MPC2's
+exact update rule a trainer calls `renorm_task_emb_()` before each update (the lookup
+scale is then 1 and the gradients are the reference's).
 """
 
 from __future__ import annotations
@@ -28,17 +26,17 @@ import copy
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from mt_factored.expert.config import TASK_EMB_MAX_NORM, ExpertConfig
+from mt_factored.expert.interface import PolicyOutput
 from mt_factored.nn import DiscreteRegression, EnsembleNormedLinear, SimNorm, ensemble_mlp, mlp
 from mt_factored.nn.layers import trunc_normal_init_, zero_init_last_layer_
 
-TaskIds = torch.Tensor | int | None
+TaskIds = Tensor | int | None
 
 TASK_EMB_INIT_RANGE = 0.02
 """TD-MPC2 initialises task-embedding weights uniformly in [-0.02, 0.02]."""
@@ -46,24 +44,6 @@ _RENORM_EPS = 1e-7  # PyTorch's embedding renorm: scale = max_norm / (norm + 1e-
 _SQUASH_EPS = 1e-6  # tanh log-det correction: log(relu(1 - a^2) + 1e-6), as TD-MPC2
 _ENTROPY_EPS = 1e-8  # denominator guard of TD-MPC2's entropy scale
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-
-
-class PolicyOutput(NamedTuple):
-    """One draw of the TD-MPC2 policy prior (padded action entries are 0 everywhere)."""
-
-    action: torch.Tensor
-    """Sampled action after tanh, `[..., A]`."""
-    mean: torch.Tensor
-    """tanh of the masked mean, `[..., A]` (the deterministic action)."""
-    log_std: torch.Tensor
-    """Masked log standard deviation before the tanh, `[..., A]`."""
-    log_prob: torch.Tensor
-    """Log-density of `action` including the tanh correction, `[..., 1]`."""
-    entropy: torch.Tensor
-    """`-log_prob`, `[..., 1]` (a one-sample entropy estimate)."""
-    scaled_entropy: torch.Tensor
-    """Entropy rescaled by the task's number of real action dims, `[..., 1]`:
-    the term TD-MPC2's policy loss weights with `entropy_coef`."""
 
 
 class _QEnsemble(nn.Module):
@@ -86,11 +66,11 @@ def _frozen_copy(module: nn.Module) -> nn.Module:
 
 def _ensemble_forward(
     layers: nn.Sequential,
-    x: torch.Tensor,
-    members: torch.Tensor | None = None,
+    x: Tensor,
+    members: Tensor | None = None,
     detach: bool = False,
     dropout: bool = True,
-) -> torch.Tensor:
+) -> Tensor:
     """Runs the (possibly selected) members of a stacked ensemble on a shared input.
 
     Args:
@@ -191,16 +171,16 @@ class TDMPC2Expert(nn.Module):
         return self._config.latent_dim
 
     @property
-    def action_masks(self) -> torch.Tensor:
+    def action_masks(self) -> Tensor:
         """`[num_tasks, action_dim]`: 1 on each task's real action entries."""
         return self._action_masks
 
     @property
-    def discounts(self) -> torch.Tensor:
+    def discounts(self) -> Tensor:
         """`[num_tasks]` discount per task."""
         return self._discounts
 
-    def action_mask(self, task: TaskIds) -> torch.Tensor:
+    def action_mask(self, task: TaskIds) -> Tensor:
         """`[*task.shape, action_dim]` mask of `task` (`[1, action_dim]` for task None)."""
         if task is None:
             if self._config.multitask:
@@ -227,33 +207,26 @@ class TDMPC2Expert(nn.Module):
 
     # ------------------------------------------------------------ task input
     @staticmethod
-    def _task_tensor(task: torch.Tensor | int, device: torch.device) -> torch.Tensor:
+    def _task_tensor(task: Tensor | int, device: torch.device) -> Tensor:
         if isinstance(task, int):
             return torch.tensor(task, device=device)
         return task.long()
 
-    def task_embedding(self, task: torch.Tensor | int) -> torch.Tensor:
+    def task_embedding(self, task: Tensor | int) -> Tensor:
         """`[*task.shape, task_dim]` rows of the task embedding, rescaled to norm <= 1."""
         weight = self._task_emb.weight
         rows = F.embedding(self._task_tensor(task, weight.device), weight)
         with torch.no_grad():
-            norm = rows.norm(dim=-1, keepdim=True)
-            scale = torch.where(
-                norm > TASK_EMB_MAX_NORM, TASK_EMB_MAX_NORM / (norm + _RENORM_EPS), 1.0
-            )
+            scale = _renorm_scale(rows)
         return rows * scale
 
     @torch.no_grad()
     def renorm_task_emb_(self) -> None:
         """Rescales the stored task-embedding rows to norm <= 1 in place (TD-MPC2's max_norm)."""
         if self._config.multitask:
-            weight = self._task_emb.weight
-            norm = weight.norm(dim=-1, keepdim=True)
-            weight.mul_(
-                torch.where(norm > TASK_EMB_MAX_NORM, TASK_EMB_MAX_NORM / (norm + _RENORM_EPS), 1.0)
-            )
+            self._task_emb.weight.mul_(_renorm_scale(self._task_emb.weight))
 
-    def _with_task(self, x: torch.Tensor, task: TaskIds) -> torch.Tensor:
+    def _with_task(self, x: Tensor, task: TaskIds) -> Tensor:
         """`cat([x, task_emb])` (x unchanged for a single-task model)."""
         if not self._config.multitask:
             return x
@@ -269,35 +242,30 @@ class TDMPC2Expert(nn.Module):
             ) from err
         return torch.cat([x, emb], dim=-1)
 
-    def _with_task_action(self, z: torch.Tensor, action: torch.Tensor, task: TaskIds):
+    def _with_task_action(self, z: Tensor, action: Tensor, task: TaskIds):
         return torch.cat([self._with_task(z, task), action], dim=-1)
 
     # ------------------------------------------------------- world model
-    def encode(self, obs: torch.Tensor, task: TaskIds) -> torch.Tensor:
+    def encode(self, obs: Tensor, task: TaskIds) -> Tensor:
         """`[..., obs_dim]` -> latent `[..., latent_dim]`."""
         return self._encoder["state"](self._with_task(obs, task))
 
-    def next(self, z: torch.Tensor, action: torch.Tensor, task: TaskIds) -> torch.Tensor:
+    def next(self, z: Tensor, action: Tensor, task: TaskIds) -> Tensor:
         """Latent dynamics: `z [..., latent]`, `action [..., A]` -> next latent."""
         return self._dynamics(self._with_task_action(z, action, task))
 
-    def reward_logits(self, z: torch.Tensor, action: torch.Tensor, task: TaskIds) -> torch.Tensor:
+    def reward_logits(self, z: Tensor, action: Tensor, task: TaskIds) -> Tensor:
         """`[..., num_bins]` logits of the reward."""
         return self._reward(self._with_task_action(z, action, task))
 
-    def reward(self, z: torch.Tensor, action: torch.Tensor, task: TaskIds) -> torch.Tensor:
+    def reward(self, z: Tensor, action: Tensor, task: TaskIds) -> Tensor:
         """`[..., 1]` predicted reward."""
         return self.regression.to_scalar(self.reward_logits(z, action, task))
 
     # ---------------------------------------------------------------- values
     def q_logits(
-        self,
-        z: torch.Tensor,
-        action: torch.Tensor,
-        task: TaskIds,
-        target: bool = False,
-        detach: bool = False,
-    ) -> torch.Tensor:
+        self, z: Tensor, action: Tensor, task: TaskIds, target: bool = False, detach: bool = False
+    ) -> Tensor:
         """`[num_q, ..., num_bins]` value logits of every ensemble member.
 
         Args:
@@ -308,44 +276,37 @@ class TDMPC2Expert(nn.Module):
         return self._q(self._with_task_action(z, action, task), None, target, detach)
 
     def q_all(
-        self,
-        z: torch.Tensor,
-        action: torch.Tensor,
-        task: TaskIds,
-        target: bool = False,
-        detach: bool = False,
-    ) -> torch.Tensor:
+        self, z: Tensor, action: Tensor, task: TaskIds, target: bool = False, detach: bool = False
+    ) -> Tensor:
         """`[num_q, ..., 1]` value of every ensemble member."""
         return self.regression.to_scalar(self.q_logits(z, action, task, target, detach))
 
     def q_avg(
         self,
-        z: torch.Tensor,
-        action: torch.Tensor,
+        z: Tensor,
+        action: Tensor,
         task: TaskIds,
         generator: torch.Generator | None = None,
         target: bool = False,
         detach: bool = False,
-    ) -> torch.Tensor:
-        """`[..., 1]` mean value of two random members (planning and policy value).
+    ) -> Tensor:
+        """`[..., 1]` mean value of two random members (planning and policy value)."""
+        return self.q_pair(z, action, task, generator, target, detach).mean(dim=0)
 
-        Only the two drawn members are evaluated.
-        """
-        return self._q_pair(z, action, task, generator, target, detach).mean(dim=0)
-
-    def q_min(
+    def q_pair(
         self,
-        z: torch.Tensor,
-        action: torch.Tensor,
+        z: Tensor,
+        action: Tensor,
         task: TaskIds,
         generator: torch.Generator | None = None,
         target: bool = False,
         detach: bool = False,
-    ) -> torch.Tensor:
-        """`[..., 1]` smaller value of two random members (TD targets use it with target=True)."""
-        return self._q_pair(z, action, task, generator, target, detach).amin(dim=0)
+    ) -> Tensor:
+        """`[2, ..., 1]` values of two random members; only those two are evaluated.
 
-    def _q_pair(self, z, action, task, generator, target, detach) -> torch.Tensor:
+        TD-MPC2 averages them for planning and the policy loss (`q_avg`) and takes
+        their minimum for TD targets (`q_pair(..., target=True).amin(0)`).
+        """
         x = self._with_task_action(z, action, task)
         if generator is None:
             members = torch.randperm(self._config.num_q, device=x.device)[:2]
@@ -354,12 +315,12 @@ class TDMPC2Expert(nn.Module):
             members = perm[:2].to(x.device)
         return self.regression.to_scalar(self._q(x, members, target, detach))
 
-    def _q(self, x: torch.Tensor, members, target: bool, detach: bool) -> torch.Tensor:
+    def _q(self, x: Tensor, members, target: bool, detach: bool) -> Tensor:
         if target:
             return _ensemble_forward(self._target_Qs_params, x, members, True, dropout=False)
         return _ensemble_forward(self._Qs.params, x, members, detach, dropout=True)
 
-    def _q_tensor_pairs(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _q_tensor_pairs(self) -> Iterator[tuple[Tensor, Tensor]]:
         """(target buffer, online parameter) pairs, matched by name."""
         online = dict(self._Qs.params.named_parameters())
         for name, buf in self._target_Qs_params.named_buffers():
@@ -374,11 +335,11 @@ class TDMPC2Expert(nn.Module):
         torch._foreach_lerp_(list(targets), list(online), tau)
 
     # ---------------------------------------------------------------- policy
-    def _pi_head(self, z: torch.Tensor, task: TaskIds) -> tuple[torch.Tensor, torch.Tensor]:
+    def _pi_head(self, z: Tensor, task: TaskIds) -> tuple[Tensor, Tensor]:
         return self._pi(self._with_task(z, task)).chunk(2, dim=-1)
 
     def pi(
-        self, z: torch.Tensor, task: TaskIds, generator: torch.Generator | None = None
+        self, z: Tensor, task: TaskIds, generator: torch.Generator | None = None
     ) -> PolicyOutput:
         """Samples the tanh-Gaussian policy prior (mean, log-std and noise masked per task)."""
         mean, raw_log_std = self._pi_head(z, task)
@@ -402,14 +363,14 @@ class TDMPC2Expert(nn.Module):
             scaled_entropy=-log_prob * entropy_scale,
         )
 
-    def pi_mean(self, z: torch.Tensor, task: TaskIds) -> torch.Tensor:
+    def pi_mean(self, z: Tensor, task: TaskIds) -> Tensor:
         """`[..., A]` deterministic policy action `tanh(mean * mask)`."""
         mean, _ = self._pi_head(z, task)
         return torch.tanh(mean * self.action_mask(task))
 
     def pi_sample(
-        self, z: torch.Tensor, task: TaskIds, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
+        self, z: Tensor, task: TaskIds, generator: torch.Generator | None = None
+    ) -> Tensor:
         """`[..., A]` sampled policy action."""
         return self.pi(z, task, generator).action
 
@@ -439,14 +400,20 @@ class TDMPC2Expert(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
 
-def _scalar_buffer(value: float) -> torch.Tensor:
+def _scalar_buffer(value: float) -> Tensor:
     """0-dim buffer; int64 for integral values, as in TD-MPC2's files."""
     if float(value).is_integer():
         return torch.tensor(int(value))
     return torch.tensor(float(value))
 
 
-def _randn_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def _randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
     """Standard normal noise shaped like `x`, drawn from `generator` on its own device."""
     device = x.device if generator is None else generator.device
     return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=device).to(x.device)
+
+
+def _renorm_scale(rows: Tensor) -> Tensor:
+    """Per-row factor bringing norms above the max norm down to it (PyTorch's formula)."""
+    norm = rows.norm(dim=-1, keepdim=True)
+    return torch.where(norm > TASK_EMB_MAX_NORM, TASK_EMB_MAX_NORM / (norm + _RENORM_EPS), 1.0)
