@@ -37,6 +37,7 @@ from mt_factored.data.validate import DTYPE_NAMES, NUMPY_DTYPES, ChunkFormatErro
 
 log = logging.getLogger(__name__)
 
+
 # --------------------------------------------------------------------------- unpickling
 class _Stub:
     """Stands in for any `tensordict.*` global: keeps constructor args and pickled state."""
@@ -80,9 +81,8 @@ def _rebuild_from_type_v2(func: Any, new_type: Any, args: tuple, state: Any) -> 
 
 @dataclass
 class _LazyStorage:
-    key: str
+    key: str  # record name under data/ in the zip
     dtype: torch.dtype
-    numel: int
 
 
 @dataclass
@@ -100,32 +100,30 @@ def _lazy_rebuild_tensor(storage, storage_offset, size, stride, *_args) -> _Lazy
 class _FallbackUnpickler(pickle.Unpickler):
     """Unpickles without tensordict: its classes become `_Stub`s (see `_extract_tensors`)."""
 
-    lazy = False
-
     def find_class(self, module: str, name: str) -> Any:
         if module == "tensordict" or module.startswith("tensordict."):
             return _stub_class(module, name)
         if (module, name) == ("torch._tensor", "_rebuild_from_type_v2"):
             return _rebuild_from_type_v2
-        if self.lazy and (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
-            return _lazy_rebuild_tensor
         return super().find_class(module, name)
-
 
 
 class _LazyUnpickler(_FallbackUnpickler):
     """Reads a zip chunk's data.pkl alone: storages and tensors become metadata records."""
 
-    lazy = True
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return _lazy_rebuild_tensor
+        return super().find_class(module, name)
 
     def persistent_load(self, pid: Any) -> Any:
-        typename, storage_type, key, _location, numel = pid[:5]
+        typename, storage_type, key = pid[:3]
         if typename != "storage":
             raise pickle.UnpicklingError(f"unsupported persistent id {pid!r}")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TypedStorage deprecation
             dtype = torch.uint8 if storage_type is torch.UntypedStorage else storage_type.dtype
-        return _LazyStorage(str(key), dtype, int(numel))
+        return _LazyStorage(str(key), dtype)
 
 
 # `torch.load(pickle_module=...)` subclasses `pickle_module.Unpickler`.
@@ -210,7 +208,12 @@ class ChunkFile:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         if not zipfile.is_zipfile(self.path):
-            raise ChunkFormatError(self.path, None, "a torch.save zip archive (torch >= 1.6)")
+            raise ChunkFormatError(
+                self.path,
+                None,
+                "a torch.save zip archive (torch >= 1.6); convert older files with "
+                "`python -m mt_factored.data prepare source=...`",
+            )
         self._tensors: dict[str, _LazyTensor] = {}
         self._offsets: dict[str, int] = {}
         with zipfile.ZipFile(self.path) as zf, open(self.path, "rb") as raw:
@@ -231,14 +234,17 @@ class ChunkFile:
                 if any(s != c for s, c, n in zip(stride, contiguous, shape, strict=True) if n > 1):
                     raise ChunkFormatError(self.path, key, "a C-contiguous tensor")
                 if tensor.storage.dtype not in NUMPY_DTYPES:
-                    raise ChunkFormatError(self.path, key, f"a dtype in {list(DTYPE_NAMES.values())}")
+                    raise ChunkFormatError(
+                        self.path, key, f"a dtype in {list(DTYPE_NAMES.values())}"
+                    )
                 record = f"{prefix}data/{tensor.storage.key}"
                 itemsize = NUMPY_DTYPES[tensor.storage.dtype].itemsize
                 self._offsets[key] = _record_offset(zf, raw, record) + tensor.offset * itemsize
                 self._tensors[key] = tensor
 
-    def keys(self) -> list[str]:
-        return list(self._tensors)
+    def offset(self, key: str) -> int:
+        """Byte offset of element [0, 0, ...] of `key` in the file."""
+        return self._offsets[key]
 
     def shape(self, key: str) -> tuple[int, ...]:
         return self._tensors[key].shape
@@ -257,7 +263,9 @@ class ChunkFile:
     def _row_items(self, key: str) -> int:
         return int(np.prod(self.shape(key)[1:]))
 
-    def read(self, key: str, start: int, stop: int, fh: io.BufferedReader | None = None) -> np.ndarray:
+    def read(
+        self, key: str, start: int, stop: int, fh: io.BufferedReader | None = None
+    ) -> np.ndarray:
         """Episodes `[start, stop)` of `key` as a new numpy array (bfloat16 as uint16 bits)."""
         dtype = NUMPY_DTYPES[self.dtype(key)]
         row = self._row_items(key)
@@ -270,13 +278,17 @@ class ChunkFile:
             fh.seek(offset)
             flat = np.fromfile(fh, dtype=dtype, count=count)
         if flat.size != count:
-            raise ChunkFormatError(self.path, key, f"{count} items at byte {offset} (file truncated)")
+            raise ChunkFormatError(
+                self.path, key, f"{count} items at byte {offset} (file truncated)"
+            )
         return flat.reshape((stop - start, *self.shape(key)[1:]))
 
     def memmap(self, key: str) -> np.ndarray:
         """The whole tensor as a read-only-on-disk (copy-on-write) numpy memmap."""
         dtype = NUMPY_DTYPES[self.dtype(key)]
-        return np.memmap(self.path, dtype=dtype, mode="c", offset=self._offsets[key], shape=self.shape(key))
+        return np.memmap(
+            self.path, dtype=dtype, mode="c", offset=self._offsets[key], shape=self.shape(key)
+        )
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """Every tensor, file-backed (no copy); bfloat16 viewed back from its bits."""
@@ -288,20 +300,20 @@ class ChunkFile:
 
 
 # --------------------------------------------------------------------------- public API
-def _load_real(path: Path) -> dict[str, torch.Tensor]:
-    obj = torch.load(path, map_location="cpu", weights_only=False, mmap=zipfile.is_zipfile(path))
-    return {k: v for k, v in _extract_tensors(obj).items() if isinstance(v, torch.Tensor)}
-
-
-def _load_fallback(path: Path) -> dict[str, torch.Tensor]:
-    if zipfile.is_zipfile(path):
+def _load(path: Path, fallback: bool) -> dict[str, torch.Tensor]:
+    """torch.load with the installed tensordict, or with the stubbing unpickler."""
+    zipped = zipfile.is_zipfile(path)
+    if fallback and zipped:
         return ChunkFile(path).tensors()
-    # Legacy (pre-zip) torch.save files: torch's loader with the stubbing unpickler, in RAM.
-    obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_FALLBACK_PICKLE)
+    # mmap keeps zip files file-backed; legacy (pre-zip) files load into RAM.
+    pickler = {"pickle_module": _FALLBACK_PICKLE} if fallback else {}
+    obj = torch.load(path, map_location="cpu", weights_only=False, mmap=zipped, **pickler)
     return {k: v for k, v in _extract_tensors(obj).items() if isinstance(v, torch.Tensor)}
 
 
-def read_chunk(path: str | os.PathLike, validate: bool = True, **expect: Any) -> dict[str, torch.Tensor]:
+def read_chunk(
+    path: str | os.PathLike, validate: bool = True, **expect: Any
+) -> dict[str, torch.Tensor]:
     """Reads an official chunk into a dict of (file-backed where possible) CPU tensors.
 
     Tries torch + the installed tensordict first; any failure there (files from older
@@ -319,23 +331,30 @@ def read_chunk(path: str | os.PathLike, validate: bool = True, **expect: Any) ->
     if not path.is_file():
         raise FileNotFoundError(f"chunk file {path} does not exist")
     try:
-        data = _load_real(path)
-    except Exception as err:  # noqa: BLE001 - any failure of the real unpickler -> fallback
-        log.info("%s: tensordict could not unpickle it (%s: %s); using the fallback unpickler",
-                 path, type(err).__name__, err)
+        data = _load(path, fallback=False)
+    except Exception as err:  # any failure of the real unpickler -> the fallback
+        log.info(
+            "%s: tensordict could not unpickle it (%s: %s); using the fallback unpickler",
+            path,
+            type(err).__name__,
+            err,
+        )
         try:
-            data = _load_fallback(path)
+            data = _load(path, fallback=True)
         except ChunkFormatError:
             raise
         except Exception as err2:
-            raise ChunkFormatError(path, None, f"a torch.save'd TensorDict chunk ({err2})") from err2
+            raise ChunkFormatError(
+                path, None, f"a torch.save'd TensorDict chunk ({err2})"
+            ) from err2
     if validate:
         validate_chunk(data, name=str(path), **expect)
     return data
 
 
-def write_chunk(path: str | os.PathLike, data: Mapping[str, torch.Tensor], validate: bool = True,
-                **expect: Any) -> Path:
+def write_chunk(
+    path: str | os.PathLike, data: Mapping[str, torch.Tensor], validate: bool = True, **expect: Any
+) -> Path:
     """Writes `data` as an official chunk: `torch.save` of a TensorDict, atomically.
 
     The file opens in the reference code's loader (a TensorDict pickle) and reads back
@@ -357,8 +376,8 @@ def write_chunk(path: str | os.PathLike, data: Mapping[str, torch.Tensor], valid
     data = {k: torch.as_tensor(v) for k, v in data.items()}
     if validate:
         validate_chunk(data, name=str(path), **expect)
-    frames = data["obs"].shape[:2]
-    td = TensorDict({k: v.contiguous() for k, v in data.items()}, batch_size=list(frames))
+    batch_size = list(data["obs"].shape[:2])  # [episodes, frames]
+    td = TensorDict({k: v.contiguous() for k, v in data.items()}, batch_size=batch_size)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(td, tmp)

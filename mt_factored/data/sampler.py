@@ -30,9 +30,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 SCHEDULE_SLOTS = 1 << 16
-_ROUNDS = 6
+_ROUNDS = 4  # Luby-Rackoff: 4 rounds of a pseudo-random function give a pseudo-random permutation
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_ROUND_OFFSETS = np.array([(0x9E3779B97F4A7C15 * (r + 1)) % 2**64 for r in range(_ROUNDS)], dtype=np.uint64)
+_ROUND_OFFSETS = np.array(
+    [(0x9E3779B97F4A7C15 * (r + 1)) % 2**64 for r in range(_ROUNDS)], dtype=np.uint64
+)
 
 
 def key64(*parts: object) -> int:
@@ -114,7 +116,9 @@ class WindowSampler:
         task_weights: Mapping[int, float] | Sequence[float] | None = None,
     ) -> None:
         if horizon < 1 or horizon >= frames:
-            raise ValueError(f"horizon must be in [1, {frames - 1}] for {frames}-frame episodes, got {horizon}")
+            raise ValueError(
+                f"horizon must be in [1, {frames - 1}] for {frames}-frame episodes, got {horizon}"
+            )
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.starts = frames - horizon  # valid window starts per episode
@@ -126,8 +130,10 @@ class WindowSampler:
             task_ids = [int(t) for t in task_ids]
             missing = sorted(set(task_ids) - set(present.tolist()))
             if missing:
-                raise ValueError(f"task_ids {missing} have no episodes in the dataset "
-                                 f"(tasks present: {present.tolist()})")
+                raise ValueError(
+                    f"task_ids {missing} have no episodes in the dataset "
+                    f"(tasks present: {present.tolist()})"
+                )
             selected = np.isin(episode_tasks, task_ids)
         else:
             selected = np.ones(len(episode_tasks), dtype=bool)
@@ -145,7 +151,9 @@ class WindowSampler:
         bounds = np.searchsorted(episode_tasks[order], self.tasks, side="left")
         ends = np.searchsorted(episode_tasks[order], self.tasks, side="right")
         self.task_episodes = [order[a:b] for a, b in zip(bounds, ends, strict=True)]
-        self.task_windows = np.array([len(e) * self.starts for e in self.task_episodes], dtype=np.int64)
+        self.task_windows = np.array(
+            [len(e) * self.starts for e in self.task_episodes], dtype=np.int64
+        )
         self.num_windows = int(self.task_windows.sum())
         self._build_schedule(np.array([weights[t] for t in self.tasks.tolist()], dtype=np.float64))
 
@@ -215,6 +223,8 @@ class WindowSampler:
             episode[sel] = self.task_episodes[j][local[sel]]
         return episode, start
 
-    def batch(self, batch: int, rank: int = 0, world_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    def batch(
+        self, batch: int, rank: int = 0, world_size: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(episode, start) of the `batch_size` windows of batch `batch` of `rank`."""
         return self.windows(self.positions(batch, rank, world_size))

@@ -73,24 +73,37 @@ def validate_header(
     """Checks keys, shapes and dtypes. Returns (episodes, frames)."""
     for key in REQUIRED_KEYS:
         if key not in shapes:
-            raise ChunkFormatError(name, key, f"the keys {list(REQUIRED_KEYS)}", f"keys {sorted(shapes)}")
+            raise ChunkFormatError(
+                name, key, f"the keys {list(REQUIRED_KEYS)}", f"keys {sorted(shapes)}"
+            )
     ndims = {OBS: 3, ACTION: 3, REWARD: 2, TASK: 2, TERMINATED: 2}
-    layout = {OBS: "[episodes, frames, obs_dim]", ACTION: "[episodes, frames, action_dim]",
-              REWARD: "[episodes, frames]", TASK: "[episodes, frames]", TERMINATED: "[episodes, frames]"}
+    layout = {
+        OBS: "[episodes, frames, obs_dim]",
+        ACTION: "[episodes, frames, action_dim]",
+        REWARD: "[episodes, frames]",
+        TASK: "[episodes, frames]",
+        TERMINATED: "[episodes, frames]",
+    }
     episodes, n_frames = tuple(shapes[OBS][:2]) if len(shapes[OBS]) >= 2 else (None, None)
     for key, ndim in ndims.items():
         if key not in shapes:
             continue
         shape = tuple(int(s) for s in shapes[key])
         if len(shape) != ndim or shape[:2] != (episodes, n_frames):
-            raise ChunkFormatError(name, key, f"shape {layout[key]} with episodes, frames = "
-                                   f"{episodes}, {n_frames} (as obs)", f"shape {list(shape)}")
+            raise ChunkFormatError(
+                name,
+                key,
+                f"shape {layout[key]} with episodes, frames = {episodes}, {n_frames} (as obs)",
+                f"shape {list(shape)}",
+            )
     if n_frames < 2:
         raise ChunkFormatError(name, OBS, "at least 2 frames per episode", n_frames)
     checks = ((OBS, obs_dim, "obs_dim"), (ACTION, action_dim, "action_dim"))
     for key, dim, what in checks:
         if dim is not None and shapes[key][2] != dim:
-            raise ChunkFormatError(name, key, f"{what} {dim} (last dim)", f"shape {list(shapes[key])}")
+            raise ChunkFormatError(
+                name, key, f"{what} {dim} (last dim)", f"shape {list(shapes[key])}"
+            )
     if frames is not None and n_frames != frames:
         raise ChunkFormatError(name, OBS, f"{frames} frames per episode", n_frames)
     for key in (OBS, ACTION, REWARD):
@@ -129,26 +142,35 @@ def validate_block(
     action = as_float32(block[ACTION], dtypes[ACTION])
     reward = as_float32(block[REWARD], dtypes[REWARD])
     for key, slot in ((ACTION, action[:, 0]), (REWARD, reward[:, 0])):
-        nan = np.isnan(slot)
+        nan = np.isnan(slot).reshape(len(slot), -1)
         if nan.all():
             continue
-        if (nan | (slot == 0)).all():
-            if warned is None or key not in warned:
-                log.warning("%s: %s[:, 0] holds 0 instead of NaN (the unused slot; never read)",
-                            name, key)
-                if warned is not None:
-                    warned.add(key)
-            continue
-        bad = first_episode + int(np.flatnonzero(~(nan | (slot == 0)))[0])
-        raise ChunkFormatError(name, key, f"NaN (or 0) in the unused slot {key}[:, 0]",
-                               f"{slot[bad - first_episode]!r} in episode {bad}")
-    for key, values in ((OBS, as_float32(block[OBS], dtypes[OBS])), (ACTION, action[:, 1:]),
-                        (REWARD, reward[:, 1:])):
+        unused = (nan | (slot == 0).reshape(len(slot), -1)).all(axis=1)  # per episode
+        if not unused.all():
+            bad = int(np.flatnonzero(~unused)[0])
+            raise ChunkFormatError(
+                name,
+                key,
+                f"NaN (or 0) in the unused slot {key}[:, 0]",
+                f"{slot[bad].tolist()} in episode {first_episode + bad}",
+            )
+        if warned is None or key not in warned:
+            log.warning(
+                "%s: %s[:, 0] holds 0 instead of NaN (the unused slot; never read)", name, key
+            )
+            if warned is not None:
+                warned.add(key)
+    for key, values in (
+        (OBS, as_float32(block[OBS], dtypes[OBS])),
+        (ACTION, action[:, 1:]),
+        (REWARD, reward[:, 1:]),
+    ):
         finite = np.isfinite(values).reshape(len(values), -1).all(axis=1)
         if not finite.all():
             bad = first_episode + int(np.flatnonzero(~finite)[0])
-            raise ChunkFormatError(name, key, "finite values outside the unused slot",
-                                   f"NaN/inf in episode {bad}")
+            raise ChunkFormatError(
+                name, key, "finite values outside the unused slot", f"NaN/inf in episode {bad}"
+            )
     task = block[TASK]
     if task.dtype.kind == "f" and not np.array_equal(task, np.round(task)):
         raise ChunkFormatError(name, TASK, "integer task ids", "non-integer values")
@@ -162,24 +184,33 @@ def validate_block(
     out = (ids < 0) | (ids >= upper)
     if out.any():
         bad = int(np.flatnonzero(out)[0])
-        raise ChunkFormatError(name, TASK, f"task ids in [0, {upper})",
-                               f"{int(ids[bad])} in episode {first_episode + bad}")
+        raise ChunkFormatError(
+            name,
+            TASK,
+            f"task ids in [0, {upper})",
+            f"{int(ids[bad])} in episode {first_episode + bad}",
+        )
     if action_dims is not None:
         dims = np.asarray(action_dims, dtype=np.int64)
         if int(ids.max(initial=0)) >= len(dims):
-            raise ChunkFormatError(name, TASK, f"task ids below {len(dims)} (the task set)",
-                                   int(ids.max()))
+            raise ChunkFormatError(
+                name, TASK, f"task ids below {len(dims)} (the task set)", int(ids.max())
+            )
         pad = np.arange(action.shape[2])[None, :] >= dims[ids][:, None]  # [E, action_dim]
         nonzero = ((action[:, 1:] != 0) & pad[:, None, :]).any(axis=(1, 2))
         if nonzero.any():
             bad = int(np.flatnonzero(nonzero)[0])
             raise ChunkFormatError(
-                name, ACTION, f"0 in the padded entries action[..., {dims[ids[bad]]}:] of task "
-                f"{int(ids[bad])}", f"non-zero values in episode {first_episode + bad}")
+                name,
+                ACTION,
+                f"0 in the padded entries action[..., {dims[ids[bad]]}:] of task {int(ids[bad])}",
+                f"non-zero values in episode {first_episode + bad}",
+            )
     return ids
 
 
-def _numpy(value: Any) -> tuple[np.ndarray, torch.dtype]:
+def to_numpy(value: Any) -> tuple[np.ndarray, torch.dtype]:
+    """A tensor's data as numpy (no copy; bfloat16 as uint16 bits) and its torch dtype."""
     tensor = torch.as_tensor(value)
     if tensor.dtype == torch.bfloat16:
         return tensor.view(torch.int16).numpy().view(np.uint16), tensor.dtype
@@ -207,11 +238,13 @@ def validate_chunk(
     Returns:
         The task id of each episode.
     """
-    arrays = {k: _numpy(v) for k, v in data.items() if k in (*REQUIRED_KEYS, TERMINATED)}
+    arrays = {k: to_numpy(v) for k, v in data.items() if k in (*REQUIRED_KEYS, TERMINATED)}
     shapes = {k: a.shape for k, (a, _) in arrays.items()}
     for key in REQUIRED_KEYS:  # before asking for dtypes of missing keys
         if key not in arrays:
-            raise ChunkFormatError(name, key, f"the keys {list(REQUIRED_KEYS)}", f"keys {sorted(data)}")
+            raise ChunkFormatError(
+                name, key, f"the keys {list(REQUIRED_KEYS)}", f"keys {sorted(data)}"
+            )
     dtypes = {k: dt for k, (_, dt) in arrays.items()}
     validate_header(name, shapes, dtypes, obs_dim=obs_dim, action_dim=action_dim, frames=frames)
     block = {k: a for k, (a, _) in arrays.items()}

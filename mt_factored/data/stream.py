@@ -1,0 +1,137 @@
+"""`WindowDataset`: an IterableDataset of whole batches of training windows.
+
+Batch k of rank r (of W) is a pure function of (seed, W, r, k) (see `sampler.py`): it
+does not depend on the number of DataLoader workers. Worker w of n produces batches
+k = start_batch + w, start_batch + w + n, ..., and the DataLoader's round-robin hands
+them out in order k = start_batch, start_batch + 1, ...; so resuming at
+`start_batch` continues the stream exactly. Use `DataLoader(dataset, batch_size=None)`.
+
+The stream is infinite unless `num_batches` is given (then batches k < num_batches).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Mapping, Sequence
+
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from mt_factored.constants import TASK
+from mt_factored.data.sampler import WindowSampler
+from mt_factored.data.shards import ShardedDataset
+from mt_factored.data.store import EpisodeStore, store_from_chunks
+
+Source = str | os.PathLike | Sequence[str | os.PathLike] | EpisodeStore
+
+
+def open_store(source: Source) -> EpisodeStore:
+    """A prepared shard folder, official chunk file(s) / a folder of them, or a store."""
+    if isinstance(source, EpisodeStore):
+        return source
+    if isinstance(source, str | os.PathLike) and ShardedDataset.is_prepared(source):
+        return ShardedDataset(source)
+    return store_from_chunks(source)
+
+
+def resolve_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """(rank, world size): given values, else torch.distributed's when initialised, else (0, 1)."""
+    if rank is not None and world_size is not None:
+        return int(rank), int(world_size)
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return (
+            dist.get_rank() if rank is None else int(rank),
+            dist.get_world_size() if world_size is None else int(world_size),
+        )
+    return (0 if rank is None else int(rank)), (1 if world_size is None else int(world_size))
+
+
+class WindowDataset(IterableDataset):
+    """Batches of windows `obs[t..t+H]`, `action[t+1..t+H]`, `reward[t+1..t+H]`, `task`.
+
+    Args:
+        source: prepared shard folder, chunk file(s) or folder of `chunk_*.pt`, or a store.
+        batch_size: windows per batch (per rank).
+        horizon: H (3 in TD-MPC2).
+        seed: seed of the stream.
+        start_batch: first batch index to produce (resume).
+        task_weights: {task id: weight} or a per-task sequence; None: uniform over windows.
+        rank, world_size: this process's place in DDP; None: from torch.distributed at
+            iteration time when initialised, else 0 / 1.
+        task_ids: restrict to these tasks.
+        num_batches: stop before batch `num_batches` (None: infinite).
+        return_index: also return `episode` and `start` of every window (tests, debugging).
+
+    Yields:
+        dict: `obs` [B, H+1, obs_dim], `action` [B, H, action_dim], `reward` [B, H] float32,
+        `task` [B] int64 (+ `terminated` [B, H] when the data has it).
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        batch_size: int = 256,
+        horizon: int = 3,
+        seed: int = 0,
+        start_batch: int = 0,
+        task_weights: Mapping[int, float] | Sequence[float] | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+        task_ids: Sequence[int] | None = None,
+        num_batches: int | None = None,
+        return_index: bool = False,
+    ) -> None:
+        super().__init__()
+        self.store = open_store(source)
+        self.sampler = WindowSampler(
+            self.store.episode_tasks,
+            self.store.frames,
+            horizon,
+            batch_size,
+            seed,
+            task_ids,
+            task_weights,
+        )
+        self.batch_size, self.horizon = batch_size, horizon
+        self.start_batch, self.num_batches = int(start_batch), num_batches
+        self.rank, self.world_size = rank, world_size
+        self.return_index = return_index
+
+    @property
+    def windows_per_epoch(self) -> int:
+        """Number of windows the sampler draws from (one epoch of the permutation)."""
+        return self.sampler.num_windows
+
+    def batch(self, k: int, rank: int = 0, world_size: int = 1) -> dict[str, torch.Tensor]:
+        """Batch `k` of `rank` among `world_size`, as torch tensors.
+
+        The float arrays are views of one buffer: a DataLoader worker hands the batch to
+        the main process as one shared-memory block (plus the task ids) instead of four.
+        """
+        episodes, starts = self.sampler.batch(k, rank, world_size)
+        shapes = self.store.window_shapes(len(episodes), self.horizon)
+        sizes = [math.prod(shape) for shape in shapes.values()]
+        buffer = torch.empty(sum(sizes), dtype=torch.float32)
+        views = dict(zip(shapes, buffer.split(sizes), strict=True))
+        out = {key: views[key].view(shape) for key, shape in shapes.items()}
+        self.store.gather(episodes, starts, self.horizon, {k: v.numpy() for k, v in out.items()})
+        out[TASK] = torch.from_numpy(self.store.episode_tasks[episodes])
+        if self.return_index:
+            out["episode"], out["start"] = torch.from_numpy(episodes), torch.from_numpy(starts)
+        return out
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        rank, world = resolve_rank(self.rank, self.world_size)
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        k = self.start_batch + worker
+        while self.num_batches is None or k < self.num_batches:
+            yield self.batch(k, rank, world)
+            k += workers
+
+    def __len__(self) -> int:
+        if self.num_batches is None:
+            raise TypeError("an infinite WindowDataset has no length (set num_batches)")
+        return max(0, self.num_batches - self.start_batch)
