@@ -35,6 +35,7 @@ def main(out: Path, expert: str, data: str) -> None:
                 "recipe=smoke",
                 "name=ddp",
                 f"expert={expert}",
+                "expert_model_size=auto",
                 f"data={data}",
                 "tasks=[cartpole-balance,reacher-easy]",
                 f"run_dir={out / 'run'}",

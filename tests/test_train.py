@@ -96,7 +96,8 @@ def test_missing_data_and_expert_say_what_to_run(assets, tmp_path) -> None:
 
 
 def read_losses(run_dir: Path) -> list[float]:
-    with open(run_dir / "logs" / "csv" / "metrics.csv") as f:
+    (metrics,) = (run_dir / "logs" / "csv").glob("version_*/metrics.csv")
+    with open(metrics) as f:
         return [float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]
 
 

@@ -396,7 +396,11 @@ def infer_hint(state: Mapping[str, Any]) -> str:
             f"this looks like a single-task model ({facts}); pass "
             "config=ExpertConfig.single_task(<task>, model_size) or a custom ExpertConfig."
         )
-    return f"the file's shapes say {facts}; build an ExpertConfig with these and pass config=."
+    return (
+        f"the file's shapes say {facts}; pass model_size=\"auto\" (recipes: "
+        "expert_model_size=auto) to read the sizes off the file, or build an ExpertConfig "
+        "with these and pass config=."
+    )
 
 
 def _single_task_hint(arch: dict[str, int], size: int, facts: str) -> str:

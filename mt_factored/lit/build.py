@@ -101,7 +101,9 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
 
     out = []
     if cfg.logger.csv:
-        out.append(loggers.CSVLogger(run_dir / "logs", name="csv", version=""))
+        # A new version_N folder per (re)start: Lightning's CSV writer deletes an existing
+        # metrics.csv when it opens its folder, which would lose the rows before a resume.
+        out.append(loggers.CSVLogger(run_dir / "logs", name="csv"))
     if cfg.logger.tensorboard:
         out.append(loggers.TensorBoardLogger(run_dir / "logs", name="tensorboard", version=""))
     if cfg.logger.wandb:
