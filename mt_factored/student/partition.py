@@ -36,7 +36,12 @@ class AgentLayout(nn.Module):
 
     def __init__(self, config: StudentConfig) -> None:
         super().__init__()
-        num_tasks, n, g, a = config.num_tasks, config.num_agents, config.agent_action_dim, config.action_dim
+        num_tasks, n, g, a = (
+            config.num_tasks,
+            config.num_agents,
+            config.agent_action_dim,
+            config.action_dim,
+        )
         self.num_agents, self.agent_action_dim, self.action_dim = n, g, a
         gather = torch.full((num_tasks, n * g), a, dtype=torch.long)  # a = the zero column
         scatter = torch.full((num_tasks, a), n * g, dtype=torch.long)  # n * g = the zero column
@@ -62,7 +67,9 @@ class AgentLayout(nn.Module):
     def split(self, action: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
         """``[..., A]`` environment actions -> ``[..., N, G]`` agent actions (padding 0)."""
         if action.shape[-1] != self.action_dim:
-            raise ValueError(f"actions must end in action_dim={self.action_dim}, got {tuple(action.shape)}")
+            raise ValueError(
+                f"actions must end in action_dim={self.action_dim}, got {tuple(action.shape)}"
+            )
         index = _expand_task_rows(self._gather[task], action.shape[:-1], "the actions")
         padded = F.pad(action, (0, 1))
         out = torch.gather(padded, -1, index)

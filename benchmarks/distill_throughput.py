@@ -1,0 +1,113 @@
+"""Distillation throughput: windows/s and ms per optimizer update.
+
+    python benchmarks/distill_throughput.py                       # the README table
+    python benchmarks/distill_throughput.py --batch 512 --threads 2 --repeats 10
+
+One update = ``distill_losses`` (K noise samples, horizon H) + backward + Adam step
+on a default ``StudentConfig`` mt30 student. "student only" replays an expert
+rollout computed once (the cost of the student's side: its rollout, the loss terms,
+backward, Adam); "with expert" also runs the frozen mt30-5M expert forward on the
+K perturbed rollouts, as training does. Random windows over all 30 tasks; the data
+loader is not included (see benchmarks/data_throughput.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import load_average, markdown_table, threads, time_fn  # noqa: E402
+from mt_factored.constants import ACTION, OBS, TASK  # noqa: E402
+from mt_factored.distill import (  # noqa: E402
+    DistillConfig,
+    distill_losses,
+    expert_rollout,
+    perturb_actions,
+    student_losses,
+)
+from mt_factored.expert import ExpertConfig, TDMPC2Expert  # noqa: E402
+from mt_factored.student import FactoredStudent, StudentConfig  # noqa: E402
+
+
+def random_batch(student: FactoredStudent, batch: int, horizon: int, seed: int) -> dict:
+    gen = torch.Generator().manual_seed(seed)
+    task = torch.randint(0, student.config.num_tasks, (batch,), generator=gen)
+    mask = student.merge_actions(student.agent_action_mask(task), task)
+    action = torch.rand(batch, horizon, student.config.action_dim, generator=gen) * 2 - 1
+    return {
+        OBS: torch.randn(batch, horizon + 1, student.config.obs_dim, generator=gen),
+        ACTION: action * mask[:, None],
+        TASK: task,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--horizon", type=int, default=3)
+    parser.add_argument("--samples", type=int, default=10, help="K noise samples")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--expert-size", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    torch.manual_seed(args.seed)
+    student = FactoredStudent(StudentConfig.for_task_set("mt30"))
+    expert = TDMPC2Expert(ExpertConfig.from_size(args.expert_size)).eval().requires_grad_(False)
+    cfg = DistillConfig(num_noise_samples=args.samples)
+    batch = random_batch(student, args.batch, args.horizon, args.seed)
+    optim = torch.optim.Adam(student.parameters(), lr=1e-4)
+    gen = torch.Generator().manual_seed(args.seed)
+    mask = student.merge_actions(student.agent_action_mask(batch[TASK]), batch[TASK])
+    actions = perturb_actions(batch[ACTION], mask, cfg.num_noise_samples, cfg.noise_std, gen)
+    targets = expert_rollout(expert, batch[OBS][:, 0], actions, batch[TASK], with_pi=True)
+
+    def update(losses) -> None:
+        optim.zero_grad(set_to_none=True)
+        losses()["loss"].backward()
+        optim.step()
+
+    runs = {
+        "student only": lambda: update(
+            lambda: student_losses(student, batch, actions, targets, cfg)
+        ),
+        f"with {args.expert_size}M expert": lambda: update(
+            lambda: distill_losses(student, expert, batch, cfg, gen)
+        ),
+    }
+    rows = []
+    for num in args.threads:
+        for name, fn in runs.items():
+            with threads(num):
+                load = load_average()
+                stats = time_fn(fn, args.warmup, args.repeats)
+            rows.append(
+                [
+                    name,
+                    num,
+                    f"{stats.mean_ms:.0f} ± {stats.std_ms:.0f} (min {stats.min_ms:.0f})",
+                    f"{args.batch / (stats.mean_ms * 1e-3):.0f}",
+                    f"{load:.1f}/{load_average():.1f}",
+                ]
+            )
+    print(markdown_table(["run", "threads", "ms/update", "windows/s", "load before/after"], rows))
+    params = sum(p.numel() for p in student.parameters())
+    print(
+        f"\nbatch {args.batch}, H={args.horizon}, K={args.samples}; student {params / 1e3:.0f}k "
+        f"params ({student.config.latent_dim}:{student.config.mlp_dim}:"
+        f"{student.config.num_mlp_layers}); {args.repeats} timed updates after {args.warmup} "
+        f"warm-up; torch {torch.__version__}"
+    )
+
+
+if __name__ == "__main__":
+    main()

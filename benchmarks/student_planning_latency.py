@@ -1,0 +1,206 @@
+"""Student vs expert planning latency: ms per MPPI step, speedup, FLOPs, fraction of peak.
+
+    python benchmarks/student_planning_latency.py                 # the README tables
+    python benchmarks/student_planning_latency.py --joints 6 --threads 2 --repeats 50
+
+Table 1 (per joint count): one env whose task has N joints, one agent per joint,
+planned with the default MPPI settings (6 iterations, 512 samples, 64 elites, 24
+policy trajectories, horizon 3) by a student with the default ``StudentConfig``
+sizes, next to the mt30-5M TD-MPC2 expert in the same run (the expert plans 1 agent
+x 6 dims; its cost does not depend on the joint count). Table 2 (6 joints): the
+trade-off over student sizes (latent m, hidden width d, hidden layers L) and MPPI
+budgets (samples x iterations), with parameters and FLOPs. Weights are random
+(latency does not depend on them). FLOPs are the matrix products of one plan
+(torch.utils.flop_counter); the peak is the fastest 2048^2 fp32 matmul with the
+same thread count. The machines are shared: every row carries the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import (  # noqa: E402
+    count_flops,
+    load_average,
+    markdown_table,
+    matmul_peak_gflops,
+    threads,
+    time_fn,
+)
+from mt_factored.expert import ExpertConfig, TDMPC2Expert  # noqa: E402
+from mt_factored.planning import ExpertPlanningModel, MPPIConfig, MPPIPlanner  # noqa: E402
+from mt_factored.planning.student_adapter import StudentPlanningModel  # noqa: E402
+from mt_factored.student import FactoredStudent, StudentConfig  # noqa: E402
+
+
+def student_for_joints(joints: int, **sizes) -> FactoredStudent:
+    """A student whose single (synthetic) task has ``joints`` joints, one agent each."""
+    config = StudentConfig(
+        task_names=(f"synthetic-{joints}-joints",),
+        action_dims=(joints,),
+        discounts=(0.99,),
+        action_dim=joints,
+        **sizes,
+    )
+    return FactoredStudent(config).eval()
+
+
+def time_planner(planner: MPPIPlanner, obs, task, warmup: int, repeats: int):
+    planner.plan(obs, task, t0=True)
+    flops = count_flops(lambda: planner.plan(obs, task))
+    load = load_average()
+    stats = time_fn(lambda: planner.plan(obs, task), warmup, repeats)
+    return stats, flops, f"{load:.1f}/{load_average():.1f}"
+
+
+def parse_size(text: str) -> dict[str, int]:
+    m, d, layers = (int(x) for x in text.split(":"))
+    return {"latent_dim": m, "mlp_dim": d, "num_mlp_layers": layers}
+
+
+def parse_budget(text: str) -> MPPIConfig:
+    samples, iterations = (int(x) for x in text.lower().split("x"))
+    base = MPPIConfig()
+    elites = min(base.num_elites, samples // 2)
+    pi = min(base.num_pi_trajs, samples // 4)
+    return dataclasses.replace(
+        base, num_samples=samples, iterations=iterations, num_elites=elites, num_pi_trajs=pi
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--joints", type=int, nargs="+", default=[1, 2, 4, 6, 21])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--sizes",
+        nargs="*",
+        default=["16:64:1", "32:64:1", "32:128:1", "32:64:2", "32:96:2", "32:128:2"],
+        help="student sizes m:d:L for the trade-off table (6 joints, max threads)",
+    )
+    parser.add_argument(
+        "--budgets",
+        nargs="*",
+        default=["512x6", "256x4", "128x2"],
+        help="MPPI samples x iterations for the trade-off table",
+    )
+    parser.add_argument("--expert-size", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    torch.manual_seed(args.seed)
+    peaks = {n: matmul_peak_gflops(n) for n in args.threads}
+    expert = TDMPC2Expert(ExpertConfig.from_size(args.expert_size)).eval()
+    obs = torch.randn(1, 24)
+    task = torch.zeros(1, dtype=torch.long)
+    default = MPPIConfig()
+    expert_planner = MPPIPlanner(ExpertPlanningModel(expert, args.seed), default, args.seed)
+    expert_runs = {}
+    for num in args.threads:
+        with threads(num):
+            expert_runs[num] = time_planner(expert_planner, obs, task, args.warmup, args.repeats)
+
+    def gflops_row(flops: int, ms: float, num: int) -> str:
+        return f"{flops / 1e9:.3f} ({flops / (ms * 1e-3) / 1e9 / peaks[num]:.0%})"
+
+    rows = []
+    for joints in args.joints:
+        student = student_for_joints(joints)
+        planner = MPPIPlanner(StudentPlanningModel(student, args.seed), default, args.seed)
+        for num in args.threads:
+            with threads(num):
+                stats, flops, load = time_planner(planner, obs, task, args.warmup, args.repeats)
+            e_stats, e_flops, e_load = expert_runs[num]
+            rows.append(
+                [
+                    joints,
+                    num,
+                    f"{stats.mean_ms:.1f} ± {stats.std_ms:.1f} (min {stats.min_ms:.1f})",
+                    f"{e_stats.mean_ms:.0f} ± {e_stats.std_ms:.0f} (min {e_stats.min_ms:.0f})",
+                    f"{e_stats.mean_ms / stats.mean_ms:.1f}x ({e_stats.min_ms / stats.min_ms:.1f}x)",
+                    gflops_row(flops, stats.mean_ms, num),
+                    gflops_row(e_flops, e_stats.mean_ms, num),
+                    f"{load} / {e_load}",
+                ]
+            )
+    sizes = StudentConfig(task_names=("x",), action_dims=(1,), discounts=(0.99,))
+    print(
+        f"## Student vs {args.expert_size}M expert, default MPPI, default student "
+        f"(m={sizes.latent_dim}, d={sizes.mlp_dim}, L={sizes.num_mlp_layers})\n"
+    )
+    print(
+        markdown_table(
+            [
+                "joints",
+                "threads",
+                "student ms/step",
+                "expert ms/step",
+                "speedup mean (min)",
+                "student GFLOP/step (of peak)",
+                "expert GFLOP/step (of peak)",
+                "load student / expert",
+            ],
+            rows,
+        )
+    )
+
+    num = max(args.threads)
+    rows = []
+    for size in args.sizes:
+        student = student_for_joints(6, **parse_size(size))
+        params = sum(p.numel() for p in student.parameters())
+        for budget in args.budgets:
+            config = parse_budget(budget)
+            planner = MPPIPlanner(StudentPlanningModel(student, args.seed), config, args.seed)
+            with threads(num):
+                stats, flops, load = time_planner(planner, obs, task, args.warmup, args.repeats)
+            e_stats = expert_runs[num][0]
+            rows.append(
+                [
+                    size,
+                    f"{params / 1e3:.0f}k",
+                    budget,
+                    f"{stats.mean_ms:.1f} ± {stats.std_ms:.1f} (min {stats.min_ms:.1f})",
+                    f"{e_stats.mean_ms / stats.mean_ms:.1f}x",
+                    gflops_row(flops, stats.mean_ms, num),
+                    load,
+                ]
+            )
+    print(
+        f"\n## Trade-off at 6 joints, {num} threads (expert at default MPPI: "
+        f"{expert_runs[num][0].mean_ms:.0f} ms/step, "
+        f"{sum(p.numel() for p in expert.parameters()) / 1e6:.2f}M params)\n"
+    )
+    print(
+        markdown_table(
+            [
+                "m:d:L",
+                "params",
+                "MPPI samples x iters",
+                "student ms/step",
+                "speedup vs expert",
+                "GFLOP/step (of peak)",
+                "load",
+            ],
+            rows,
+        )
+    )
+    print(
+        f"\nmatmul peak GFLOP/s: {', '.join(f'{n} thr {p:.0f}' for n, p in peaks.items())}; "
+        f"{args.repeats} timed plans after {args.warmup} warm-up; torch {torch.__version__}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""`DistillConfig`: every constant of the ranking distillation (Fac-TDMPC Alg. 1, Table 2)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+LOSSES = ("kl", "mse")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DistillConfig:
+    """Settings of :func:`~mt_factored.distill.distill_losses` (keyword-only, JSON-serialisable).
+
+    Temperatures. Rewards are O(1) per step and values O(100) (discount 0.99), and both
+    vary by orders of magnitude across the 30 tasks, so no single temperature makes
+    both softmaxes over the K noise samples informative. With ``normalize`` (default)
+    the returns of each window and step are divided, for the student and the expert
+    alike, by the expert's standard deviation over the K samples (floored, detached);
+    the temperatures are then unit-free. The same divisor on both sides and
+    ``student_temperature == expert_temperature`` make the KL minimal exactly when the
+    student's returns equal the expert's up to a constant per window, so the
+    student's scale tracks the expert's (MPPI's temperature acts on raw returns).
+    """
+
+    loss: str = "kl"
+    """"kl": match the softmax rankings over noise samples (the paper); "mse": regress the
+    expert's rewards and values directly (ablation, raw scale)."""
+    num_noise_samples: int = 10
+    """K: perturbed copies of each window's action sequence."""
+    noise_std: float = 0.3
+    """Standard deviation of the Gaussian action noise (actions then clamped to [-1, 1])."""
+    rho: float = 0.5
+    """Weight decay over the horizon: step h weighs rho^h."""
+    reward_coef: float = 0.5
+    """Weight of the reward term."""
+    value_coef: float = 0.1
+    """Weight of the value term."""
+    policy_coef: float = 1.0
+    """Weight of the policy-prior term: MSE between the student's and the expert's
+    deterministic actions along the rollouts (on detached student latents; 0 disables)."""
+    consistency_coef: float = 0.0
+    """Weight of a TD-MPC2 latent consistency term (0 = off, as the paper finds it harmful):
+    the student's next latents under the data actions vs its encoding of the next obs."""
+    student_temperature: float = 1.0
+    """T_s of the student's softmax (unit-free with ``normalize``)."""
+    expert_temperature: float = 1.0
+    """T_e of the expert's softmax (unit-free with ``normalize``)."""
+    normalize: bool = True
+    """Divide each window's returns by the expert's std over the K samples (see class doc);
+    False: temperatures act on raw rewards and values."""
+    reward_std_floor: float = 0.01
+    """Smallest divisor for rewards (reward units), so a window whose K rewards the
+    expert cannot tell apart gives a near-uniform target, not amplified noise."""
+    value_std_floor: float = 1.0
+    """Smallest divisor for values (value units, ~1/(1-discount) times the reward floor)."""
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"DistillConfig.loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.num_noise_samples < 2:
+            raise ValueError(
+                f"num_noise_samples must be >= 2 to rank, got {self.num_noise_samples}"
+            )
+        if self.noise_std < 0:
+            raise ValueError(f"noise_std must be >= 0, got {self.noise_std}")
+        if not 0 < self.rho <= 1:
+            raise ValueError(f"rho must be in (0, 1], got {self.rho}")
+        for name in ("reward_coef", "value_coef", "policy_coef", "consistency_coef"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"DistillConfig.{name} must be >= 0, got {getattr(self, name)}")
+        for name in (
+            "student_temperature",
+            "expert_temperature",
+            "reward_std_floor",
+            "value_std_floor",
+        ):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"DistillConfig.{name} must be > 0, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DistillConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise a TypeError naming them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise TypeError(f"DistillConfig.from_dict: unknown fields {unknown}")
+        return cls(**data)

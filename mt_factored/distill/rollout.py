@@ -1,0 +1,103 @@
+"""Noise-perturbed action sequences and the two models' rollouts under them (Alg. 1).
+
+Both models roll their *own* latents forward from the window's first observation
+under the same perturbed actions; the student is never fed the expert's latents.
+Shapes: ``K`` noise samples lead, then the batch ``B``: actions ``[K, B, H, A]``,
+per-step outputs ``[H, K, B]``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from mt_factored.expert.interface import Expert
+from mt_factored.student.model import FactoredStudent, StudentConditioning
+
+
+def perturb_actions(
+    action: torch.Tensor,
+    mask: torch.Tensor,
+    num_samples: int,
+    noise_std: float,
+    generator: torch.Generator | None = None,
+    keep_data_action: bool = False,
+) -> torch.Tensor:
+    """``num_samples`` noisy copies of ``action [B, H, A]``: ``[K, B, H, A]``.
+
+    Noise ``N(0, noise_std^2)`` is added, the result clamped to [-1, 1] and multiplied
+    by ``mask [B, A]`` (padded entries stay 0). With ``keep_data_action`` one more,
+    unperturbed copy is appended as sample ``K``.
+    """
+    eps = torch.randn(
+        (num_samples, *action.shape), generator=generator, dtype=action.dtype, device=action.device
+    )
+    noisy = (action + noise_std * eps).clamp_(-1.0, 1.0)
+    if keep_data_action:
+        noisy = torch.cat([noisy, action.unsqueeze(0)], dim=0)
+    return noisy * mask[:, None, :]
+
+
+class ExpertRollout(NamedTuple):
+    """The expert along perturbed actions (computed without gradients)."""
+
+    reward: torch.Tensor
+    """``[H, K, B]`` predicted rewards."""
+    value: torch.Tensor
+    """``[H, K, B]`` mean over all Q members at ``(z_h, a_h)``."""
+    pi_mean: torch.Tensor
+    """``[H, K, B, A]`` deterministic policy actions at ``z_h``."""
+
+
+class StudentRollout(NamedTuple):
+    """The student along the same actions (with gradients)."""
+
+    reward: torch.Tensor
+    """``[H, K, B]`` global rewards (sums over the task's agents)."""
+    value: torch.Tensor
+    """``[H, num_q, K, B]`` global values of every member."""
+    latents: torch.Tensor
+    """``[H + 1, K, B, N, m]`` latents ``s_0 .. s_H``."""
+
+
+@torch.no_grad()
+def expert_rollout(
+    expert: Expert, obs0: torch.Tensor, actions: torch.Tensor, task: torch.Tensor, with_pi: bool
+) -> ExpertRollout:
+    """Roll ``expert`` from ``obs0 [B, obs_dim]`` under ``actions [K, B, H, A]``."""
+    k, horizon = actions.shape[0], actions.shape[2]
+    z = expert.encode(obs0, task)
+    z = z.expand(k, *z.shape)
+    rewards, values, pis = [], [], []
+    for h in range(horizon):
+        a = actions[:, :, h]
+        rewards.append(expert.reward(z, a, task).squeeze(-1))
+        values.append(expert.q_all(z, a, task).mean(dim=0).squeeze(-1))
+        if with_pi:
+            pis.append(expert.pi_mean(z, task))
+        z = expert.next(z, a, task)
+    pi = torch.stack(pis) if with_pi else actions.new_zeros(0)
+    return ExpertRollout(torch.stack(rewards), torch.stack(values), pi)
+
+
+def student_rollout(
+    student: FactoredStudent,
+    obs0: torch.Tensor,
+    actions: torch.Tensor,
+    task: torch.Tensor,
+    cond: StudentConditioning,
+) -> StudentRollout:
+    """Roll ``student`` from ``obs0 [B, obs_dim]`` under ``actions [K, B, H, A]``."""
+    k, horizon = actions.shape[0], actions.shape[2]
+    agent_actions = student.split_actions(actions, task[:, None])  # [K, B, H, N, G]
+    s = student.encode(obs0, task)
+    s = s.expand(k, *s.shape)
+    latents, rewards, values = [s], [], []
+    for h in range(horizon):
+        a = agent_actions[:, :, h]
+        values.append(student.global_q(s, a, cond))
+        s, r = student.step(s, a, cond)
+        rewards.append(r.sum(dim=-1))
+        latents.append(s)
+    return StudentRollout(torch.stack(rewards), torch.stack(values), torch.stack(latents))

@@ -1,0 +1,108 @@
+"""The factored student seen through the planner's agent axis: N agents x G dims.
+
+Decentralized planning (Fac-TDMPC Sec. 4.3): each agent's return is computed on its
+own latent rollout, with its own rewards and value,
+
+    G_k = sum_h gamma^h r_k(s_k^h, a_k^h) + gamma^H mean_members q_k(s_k^H, pi_k(s_k^H)),
+
+so the planner optimises every agent independently (Proposition 1). All agents,
+samples and envs of one step go through each per-agent network in one batched
+call; the task and agent embeddings are folded into first-layer biases once per
+plan (``FactoredStudent.condition``), so a joint costs one more row block of the
+same matmuls and nothing else.
+
+Internally the sample axis leads (``[S, E, N, dim]``) so the per-(env, agent)
+biases broadcast without copies; the planner's ``[E, N, S, ...]`` layout is restored
+at the boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from mt_factored.planning.mppi import GeneratorLike, _check_generator_arg, make_generator
+from mt_factored.student.model import FactoredStudent, StudentConditioning
+
+
+@dataclass
+class StudentPlanState:
+    """One plan's encoded envs."""
+
+    s: torch.Tensor
+    """``[E, N, m]`` per-agent latents of the observed states."""
+    cond: StudentConditioning
+    """Task/agent conditioning of the E envs."""
+
+
+class StudentPlanningModel:
+    """Decentralized :class:`~mt_factored.planning.base.PlanningModel` over a :class:`FactoredStudent`.
+
+    Args:
+        student: the world model (needs its policy prior when MPPI uses policy
+            trajectories); call ``student.eval()`` yourself.
+        generator: randomness of the policy samples: a ``torch.Generator`` on the
+            inputs' device, an int seed, or None.
+    """
+
+    def __init__(self, student: FactoredStudent, generator: GeneratorLike = None) -> None:
+        if not isinstance(student, FactoredStudent):
+            raise TypeError(f"student must be a FactoredStudent, got {type(student).__name__}")
+        _check_generator_arg(generator)
+        self.student = student
+        self.num_agents = student.num_agents
+        self.agent_action_dim = student.agent_action_dim
+        self._generator_arg = generator
+        self._generator: torch.Generator | None = None
+
+    def _rng(self, device: torch.device) -> torch.Generator:
+        if self._generator is None or self._generator.device.type != device.type:
+            self._generator = make_generator(self._generator_arg, device)
+        return self._generator
+
+    def initial_state(self, obs: torch.Tensor, task: torch.Tensor) -> StudentPlanState:
+        return StudentPlanState(s=self.student.encode(obs, task), cond=self.student.condition(task))
+
+    def action_mask(self, task: torch.Tensor) -> torch.Tensor:
+        return self.student.agent_action_mask(task)
+
+    def policy_actions(
+        self, state: StudentPlanState, task: torch.Tensor, num_trajs: int, horizon: int
+    ) -> torch.Tensor:
+        gen = self._rng(state.s.device)
+        s = state.s.expand(num_trajs, *state.s.shape)  # [P, E, N, m]
+        steps = []
+        for h in range(horizon):
+            action = self.student.pi(s, state.cond, generator=gen).action
+            steps.append(action)
+            if h + 1 < horizon:
+                s = self.student.next(s, action, state.cond)
+        # [H, P, E, N, G] -> [E, N, P, H, G]
+        return torch.stack(steps).permute(2, 3, 1, 0, 4)
+
+    def returns(
+        self, state: StudentPlanState, actions: torch.Tensor, task: torch.Tensor
+    ) -> torch.Tensor:
+        num_envs, agents, samples, horizon, dims = actions.shape
+        if (agents, dims) != (self.num_agents, self.agent_action_dim):
+            raise ValueError(
+                f"student planning expects actions [envs, {self.num_agents}, samples, horizon, "
+                f"{self.agent_action_dim}], got {tuple(actions.shape)}"
+            )
+        student, cond = self.student, state.cond
+        steps = actions.permute(3, 2, 0, 1, 4)  # [H, S, E, N, G]
+        s = state.s.expand(samples, *state.s.shape)  # [S, E, N, m]
+        discount = cond.discount.unsqueeze(-1)  # [E, 1]: broadcasts over [S, E, N]
+        weight = torch.ones_like(discount)
+        total = torch.zeros(samples, num_envs, agents, dtype=s.dtype, device=s.device)
+        for h in range(horizon):
+            s, reward = student.step(s, steps[h], cond)
+            total += weight * reward
+            weight = weight * discount
+        pi = student.pi(s, cond, generator=self._rng(s.device)).action
+        total += weight * student.q(s, pi, cond).mean(dim=0)
+        return total.permute(1, 2, 0)  # [E, N, S]
+
+    def to_env_action(self, agent_action: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+        return self.student.merge_actions(agent_action, task)

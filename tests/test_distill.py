@@ -1,0 +1,228 @@
+"""Ranking distillation: the loss terms by hand, the MSE ablation, masking, and learning."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from tiny import tiny_expert_config
+
+from mt_factored.constants import ACTION, OBS, REWARD, TASK
+from mt_factored.distill import (
+    DistillConfig,
+    distill_losses,
+    expert_rollout,
+    expert_scale,
+    masked_mse,
+    perturb_actions,
+    ranking_kl,
+    student_rollout,
+)
+from mt_factored.expert import TDMPC2Expert
+from mt_factored.student import FactoredStudent, StudentConfig
+
+TINY = dict(latent_dim=16, mlp_dim=32, enc_dim=32, task_dim=8, agent_dim=8)
+PENDULUM, REACHER, WALKER = 7, 4, 1
+
+
+@pytest.fixture(scope="module")
+def expert() -> TDMPC2Expert:
+    """A tiny random mt30 expert whose reward and value heads are not zero."""
+    torch.manual_seed(0)
+    model = TDMPC2Expert(tiny_expert_config())
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model.eval().requires_grad_(False)
+
+
+def make_student(seed: int = 0) -> FactoredStudent:
+    torch.manual_seed(seed)
+    return FactoredStudent(StudentConfig.for_task_set("mt30", **TINY))
+
+
+def make_batch(tasks: list[int], horizon: int = 3, seed: int = 0) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    task = torch.tensor(tasks)
+    dims = torch.tensor(StudentConfig.for_task_set("mt30").action_dims)[task]
+    mask = (torch.arange(6)[None] < dims[:, None]).float()
+    action = (torch.rand(len(tasks), horizon, 6, generator=gen) * 2 - 1) * mask[:, None]
+    return {
+        OBS: torch.randn(len(tasks), horizon + 1, 24, generator=gen),
+        ACTION: action,
+        REWARD: torch.rand(len(tasks), horizon, generator=gen),
+        TASK: task,
+    }
+
+
+# ------------------------------------------------------------------------ loss terms
+def test_ranking_kl_by_hand() -> None:
+    student = torch.tensor([[0.0, 1.0, 3.0]])
+    expert = torch.tensor([[2.0, 0.0, 2.0]])
+    t_s, t_e, scale = 2.0, 0.5, 2.0
+
+    def softmax(xs):
+        z = sum(math.exp(x) for x in xs)
+        return [math.exp(x) / z for x in xs]
+
+    p_s = softmax([x / (t_s * scale) for x in (0.0, 1.0, 3.0)])
+    p_e = softmax([x / (t_e * scale) for x in (2.0, 0.0, 2.0)])
+    by_hand = sum(pe * math.log(pe / ps) for pe, ps in zip(p_e, p_s, strict=True))
+    out = ranking_kl(
+        student, expert, dim=1, student_temperature=t_s, expert_temperature=t_e, scale=scale
+    )
+    assert out.shape == (1,)
+    assert out.item() == pytest.approx(by_hand, rel=1e-6)
+    # Minimal (0) exactly when the student equals the expert up to a constant (T_s = T_e).
+    assert ranking_kl(expert + 7.0, expert, dim=1).abs().item() < 1e-6
+
+
+def test_normalised_kl_is_scale_free() -> None:
+    gen = torch.Generator().manual_seed(0)
+    student, expert = torch.randn(4, 10, generator=gen), torch.randn(4, 10, generator=gen)
+    kl = ranking_kl(student, expert, 1, scale=expert_scale(expert, 1, 1e-6))
+    for c in (0.01, 100.0):  # rewards O(1) vs values O(100): same target sharpness
+        scaled = ranking_kl(c * student, c * expert, 1, scale=expert_scale(c * expert, 1, 1e-6))
+        torch.testing.assert_close(scaled, kl)
+    # Below the floor the target flattens instead of amplifying noise.
+    flat = ranking_kl(student, 1e-4 * expert, 1, scale=expert_scale(1e-4 * expert, 1, 1.0))
+    uniform = ranking_kl(student, torch.zeros_like(expert), 1)
+    torch.testing.assert_close(flat, uniform, atol=1e-3, rtol=0)
+
+
+def test_masked_mse_by_hand() -> None:
+    pred = torch.tensor([[1.0, 2.0, 5.0], [0.0, 0.0, 0.0]])
+    target = torch.tensor([[0.0, 0.0, -1.0], [1.0, 1.0, 1.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    torch.testing.assert_close(masked_mse(pred, target, mask), torch.tensor([(1 + 4) / 2, 1.0]))
+
+
+def test_perturbed_actions_are_masked_clamped_and_seeded() -> None:
+    action = torch.tensor([[[0.9, 0.0, 0.0]], [[-0.5, 0.3, 0.0]]])  # [B=2, H=1, A=3]
+    mask = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
+    a = perturb_actions(action, mask, 50, 0.5, torch.Generator().manual_seed(1))
+    b = perturb_actions(action, mask, 50, 0.5, torch.Generator().manual_seed(1))
+    assert a.shape == (50, 2, 1, 3) and torch.equal(a, b)
+    assert a.abs().max() <= 1 and torch.all(a[:, 0, :, 1:] == 0) and torch.all(a[:, 1, :, 2] == 0)
+    assert a[:, 0, 0, 0].std() > 0.1
+    kept = perturb_actions(action, mask, 4, 0.5, keep_data_action=True)
+    assert kept.shape == (5, 2, 1, 3) and torch.equal(kept[4], action * mask[:, None])
+
+
+# --------------------------------------------------------------------- distill_losses
+def test_kl_loss_matches_rollouts(expert) -> None:
+    student = make_student()
+    batch = make_batch([WALKER, REACHER, PENDULUM])
+    cfg = DistillConfig(num_noise_samples=6, policy_coef=0.0)
+    out = distill_losses(student, expert, batch, cfg, torch.Generator().manual_seed(3))
+    assert set(out) == {
+        "loss/reward_kl",
+        "loss/value_kl",
+        "loss",
+        "metric/reward_top1",
+        "metric/value_top1",
+    }
+    # Recompute from the rollouts with the same noise.
+    task = batch[TASK]
+    mask = expert.action_mask(task)
+    actions = perturb_actions(
+        batch[ACTION], mask, 6, cfg.noise_std, torch.Generator().manual_seed(3)
+    )
+    ex = expert_rollout(expert, batch[OBS][:, 0], actions, task, with_pi=False)
+    st = student_rollout(student, batch[OBS][:, 0], actions, task, student.condition(task))
+    weights = torch.tensor([1.0, 0.5, 0.25])
+    reward = sum(
+        w
+        * ranking_kl(
+            st.reward[h], ex.reward[h], 0, scale=expert_scale(ex.reward[h], 0, 0.01)
+        ).mean()
+        for h, w in enumerate(weights)
+    )
+    value = sum(  # KL of each member, averaged over members
+        w
+        * torch.stack(
+            [
+                ranking_kl(
+                    st.value[h, i], ex.value[h], 0, scale=expert_scale(ex.value[h], 0, 1.0)
+                ).mean()
+                for i in range(2)
+            ]
+        ).mean()
+        for h, w in enumerate(weights)
+    )
+    torch.testing.assert_close(out["loss/reward_kl"], reward)
+    torch.testing.assert_close(out["loss/value_kl"], value)
+    torch.testing.assert_close(out["loss"], 0.5 * reward + 0.1 * value)
+
+
+def test_mse_variant_and_optional_terms(expert) -> None:
+    student = make_student()
+    batch = make_batch([WALKER, REACHER])
+    cfg = DistillConfig(loss="mse", num_noise_samples=4, consistency_coef=2.0)
+    out = distill_losses(student, expert, batch, cfg, torch.Generator().manual_seed(0))
+    assert {"loss/reward_mse", "loss/value_mse", "loss/policy", "loss/consistency"} <= set(out)
+    actions = perturb_actions(
+        batch[ACTION],
+        expert.action_mask(batch[TASK]),
+        4,
+        cfg.noise_std,
+        torch.Generator().manual_seed(0),
+    )
+    ex = expert_rollout(expert, batch[OBS][:, 0], actions, batch[TASK], with_pi=True)
+    st = student_rollout(
+        student, batch[OBS][:, 0], actions, batch[TASK], student.condition(batch[TASK])
+    )
+    weights = torch.tensor([1.0, 0.5, 0.25])
+    reward = (weights * (st.reward - ex.reward).square().mean(dim=(1, 2))).sum()
+    torch.testing.assert_close(out["loss/reward_mse"], reward)
+    expected = (
+        0.5 * reward
+        + 0.1 * out["loss/value_mse"]
+        + 1.0 * out["loss/policy"]
+        + 2.0 * out["loss/consistency"]
+    )
+    torch.testing.assert_close(out["loss"], expected)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        DistillConfig(loss="l1")
+
+
+def test_padded_agents_get_no_gradient(expert) -> None:
+    student = make_student()
+    batch = make_batch([PENDULUM, PENDULUM])  # one real agent of six
+    out = distill_losses(
+        student,
+        expert,
+        batch,
+        DistillConfig(consistency_coef=1.0),
+        torch.Generator().manual_seed(0),
+    )
+    out["loss"].backward()
+    grad = student.agent_emb.weight.grad
+    assert grad[0].abs().sum() > 0 and torch.all(grad[1:] == 0)
+
+
+def test_distillation_steps_reduce_the_loss(expert) -> None:
+    student = make_student()
+    batch = make_batch([WALKER, REACHER, PENDULUM, WALKER, 3, 16], seed=1)
+    cfg = DistillConfig()
+    opt = torch.optim.Adam(student.parameters(), lr=3e-3)
+
+    def loss() -> torch.Tensor:
+        return distill_losses(student, expert, batch, cfg, torch.Generator().manual_seed(0))["loss"]
+
+    first = loss().item()
+    for _ in range(30):
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+    assert loss().item() < 0.5 * first
+
+
+def test_bad_batches_raise(expert) -> None:
+    student = make_student()
+    batch = make_batch([WALKER])
+    with pytest.raises(ValueError, match="window shapes"):
+        distill_losses(student, expert, {**batch, OBS: batch[OBS][:, :2]}, DistillConfig())
+    with pytest.raises(ValueError, match="expected obs"):
+        distill_losses(student, expert, {**batch, TASK: batch[TASK][:, None]}, DistillConfig())
