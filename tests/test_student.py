@@ -13,7 +13,8 @@ from mt_factored.nn import SimNorm
 from mt_factored.planning import MPPIConfig, MPPIPlanner
 from mt_factored.planning.student_adapter import StudentPlanningModel
 from mt_factored.student import FactoredStudent, StudentConfig
-from mt_factored.student.layers import ConditionedMLP, renormed_embedding, simnorm
+from mt_factored.nn import renormed_embedding, simnorm
+from mt_factored.student.layers import ConditionedMLP
 
 TINY = dict(latent_dim=16, mlp_dim=32, enc_dim=32, task_dim=8, agent_dim=8)
 WALKER, PENDULUM, REACHER = 1, 7, 4  # mt30 ids: 6, 1 and 2 joints
@@ -91,15 +92,22 @@ def test_conditioning_folded_into_bias_equals_concatenated_input() -> None:
 
 def test_simnorm_and_renormed_embedding_match_reference() -> None:
     x = torch.randn(5, 3, 32) * 4
-    torch.testing.assert_close(simnorm(x, 8), SimNorm(8)(x))
+    reference = x.unflatten(-1, (-1, 8)).softmax(dim=-1).flatten(-2)
+    torch.testing.assert_close(simnorm(x, 8), reference)
+    torch.testing.assert_close(SimNorm(8)(x), reference)
+    # A group far below the row maximum stays finite (uniform) instead of 0/0.
+    far = torch.cat([torch.zeros(8), torch.full((8,), -500.0)])
+    assert torch.isfinite(simnorm(far, 8)).all()
     emb = nn.Embedding(4, 6, max_norm=1.0)
     with torch.no_grad():
         emb.weight.mul_(torch.tensor([0.1, 1.0, 5.0, 20.0])[:, None])
     weight = emb.weight.detach().clone()
+    before = weight.clone()
     ids = torch.tensor([3, 0, 2, 2])
     out = renormed_embedding(weight, ids, 1.0)
+    assert torch.equal(weight, before), "the stored rows must not be renormalised in place"
     torch.testing.assert_close(out, emb(ids))
-    assert torch.equal(weight, weight.clone()) and out.norm(dim=-1).max() <= 1.0 + 1e-6
+    assert out.norm(dim=-1).max() <= 1.0 + 1e-6
 
 
 # ----------------------------------------------------------------------------- layout

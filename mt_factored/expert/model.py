@@ -33,7 +33,14 @@ from torch import Tensor, nn
 
 from mt_factored.expert.config import TASK_EMB_MAX_NORM, ExpertConfig
 from mt_factored.expert.interface import PolicyOutput
-from mt_factored.nn import DiscreteRegression, EnsembleNormedLinear, SimNorm, ensemble_mlp, mlp
+from mt_factored.nn import (
+    DiscreteRegression,
+    EnsembleNormedLinear,
+    SimNorm,
+    ensemble_mlp,
+    mlp,
+    renormed_embedding,
+)
 from mt_factored.nn.layers import trunc_normal_init_, zero_init_last_layer_
 
 TaskIds = Tensor | int | None
@@ -215,10 +222,7 @@ class TDMPC2Expert(nn.Module):
     def task_embedding(self, task: Tensor | int) -> Tensor:
         """`[*task.shape, task_dim]` rows of the task embedding, rescaled to norm <= 1."""
         weight = self._task_emb.weight
-        rows = F.embedding(self._task_tensor(task, weight.device), weight)
-        with torch.no_grad():
-            scale = _renorm_scale(rows)
-        return rows * scale
+        return renormed_embedding(weight, self._task_tensor(task, weight.device), TASK_EMB_MAX_NORM)
 
     @torch.no_grad()
     def renorm_task_emb_(self) -> None:

@@ -7,6 +7,8 @@ from mt_factored.nn.layers import (
     SimNorm,
     ensemble_mlp,
     mlp,
+    renormed_embedding,
+    simnorm,
 )
 from mt_factored.nn.scalars import DiscreteRegression, symexp, symlog
 
@@ -18,6 +20,8 @@ __all__ = [
     "SimNorm",
     "ensemble_mlp",
     "mlp",
+    "renormed_embedding",
+    "simnorm",
     "symexp",
     "symlog",
 ]

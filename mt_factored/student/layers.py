@@ -20,20 +20,6 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def simnorm(x: torch.Tensor, group_dim: int) -> torch.Tensor:
-    """Softmax within consecutive groups of ``group_dim`` (TD-MPC2's SimNorm).
-
-    Same values as ``mt_factored.nn.SimNorm``, computed as one ``exp`` and a grouped
-    sum: a softmax over last dims of 8 costs ~8x more on CPU (measured 1.75 ms vs
-    0.23 ms for [3072, 32], one thread). The row maximum is subtracted for stability,
-    which is exact for every group; the inputs come out of a LayerNorm, so no group
-    lies far enough below the row maximum to underflow.
-    """
-    e = (x - x.amax(dim=-1, keepdim=True)).exp()
-    groups = e.unflatten(-1, (-1, group_dim))
-    return (groups / groups.sum(dim=-1, keepdim=True)).flatten(-2)
-
-
 class _Layer(nn.Module):
     """Stacked parameters of one layer of ``members`` networks (optional LayerNorm affine)."""
 
@@ -139,21 +125,3 @@ class ConditionedMLP(nn.Module):
         for layer in self.hidden:
             h = self.act(layer.norm(layer.linear(h)))
         return self.out.linear(h).view(m, *batch, self.out_dim)
-
-
-def renormed_embedding(weight: torch.Tensor, ids: torch.Tensor, max_norm: float) -> torch.Tensor:
-    """Rows ``weight[ids]`` rescaled to L2 norm <= ``max_norm``, out of place.
-
-    ``nn.Embedding(max_norm=...)`` renormalises the stored rows in place at every
-    lookup, which mutates parameters inside the forward pass (a hazard for autograd
-    when a row is looked up twice in one graph, for DDP and for exact save/load). Here
-    the stored weight never changes: the looked-up rows are scaled by
-    ``max_norm / (norm + 1e-7)`` where their norm exceeds ``max_norm`` (PyTorch's
-    formula), the scale being a constant for autograd as in PyTorch's renorm. Outputs
-    equal ``nn.Embedding(max_norm=...)``'s; only the stored rows are left as they are.
-    """
-    rows = F.embedding(ids, weight)
-    with torch.no_grad():
-        norm = rows.norm(dim=-1, keepdim=True)
-        scale = torch.where(norm > max_norm, max_norm / (norm + 1e-7), torch.ones_like(norm))
-    return rows * scale

@@ -30,9 +30,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from mt_factored.nn import mlp
+from mt_factored.nn import mlp, renormed_embedding, simnorm
 from mt_factored.student.config import StudentConfig
-from mt_factored.student.layers import ConditionedMLP, renormed_embedding, simnorm
+from mt_factored.student.layers import ConditionedMLP
 from mt_factored.student.partition import AgentLayout
 
 TASK_EMB_MAX_NORM = 1.0
