@@ -11,28 +11,26 @@ the value being the mean of two randomly chosen Q ensemble members.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING
 
 import torch
 
-from mt_factored.planning.mppi import GeneratorLike, _check_generator_arg, make_generator
+from mt_factored.planning.mppi import GeneratorLike, LazyGenerator
 
+if TYPE_CHECKING:
+    from mt_factored.expert.interface import Expert
 
-class PlanningExpert(Protocol):
-    """What the adapter needs of an expert (batch ``B``, latent ``L``, actions ``A``)."""
-
-    action_dim: int
-    discounts: torch.Tensor
-    """``[num_tasks]`` discount per task."""
-
-    def encode(self, obs: torch.Tensor, task: torch.Tensor) -> torch.Tensor: ...  # [B, L]
-    def next(self, z: torch.Tensor, action: torch.Tensor, task: torch.Tensor) -> torch.Tensor: ...
-    def reward(self, z: torch.Tensor, action: torch.Tensor, task: torch.Tensor) -> torch.Tensor: ...
-    def q_avg(
-        self, z: torch.Tensor, action: torch.Tensor, task: torch.Tensor, generator: Any = None
-    ) -> torch.Tensor: ...
-    def pi_sample(self, z: torch.Tensor, task: torch.Tensor, generator: Any = None) -> torch.Tensor: ...
-    def action_mask(self, task: torch.Tensor) -> torch.Tensor: ...  # [B, A]
+_NEEDED = (
+    "encode",
+    "next",
+    "reward",
+    "q_avg",
+    "pi_sample",
+    "action_mask",
+    "discounts",
+    "action_dim",
+)
+"""The part of :class:`~mt_factored.expert.interface.Expert` that planning uses."""
 
 
 @dataclass
@@ -61,32 +59,24 @@ class ExpertPlanningModel:
     """Centralized :class:`~mt_factored.planning.base.PlanningModel` over a TD-MPC2 expert.
 
     Args:
-        expert: the world model (see :class:`PlanningExpert`); put it in eval mode
-            yourself if it has dropout.
+        expert: the world model (an :class:`~mt_factored.expert.interface.Expert`;
+            only the methods in ``_NEEDED`` are used); call ``expert.eval()`` yourself,
+            the Q ensemble has dropout.
         generator: randomness of the policy samples and of the Q-member choice: a
             ``torch.Generator`` on the inputs' device, an int seed, or None.
     """
 
     num_agents = 1
 
-    def __init__(self, expert: PlanningExpert, generator: GeneratorLike = None) -> None:
-        missing = [
-            name
-            for name in ("encode", "next", "reward", "q_avg", "pi_sample", "action_mask", "discounts", "action_dim")
-            if not hasattr(expert, name)
-        ]
+    def __init__(self, expert: Expert, generator: GeneratorLike = None) -> None:
+        missing = [name for name in _NEEDED if not hasattr(expert, name)]
         if missing:
-            raise TypeError(f"{type(expert).__name__} lacks what planning needs: {', '.join(missing)}")
-        _check_generator_arg(generator)
+            raise TypeError(
+                f"{type(expert).__name__} lacks what planning needs: {', '.join(missing)}"
+            )
         self.expert = expert
         self.agent_action_dim = int(expert.action_dim)
-        self._generator_arg = generator
-        self._generator: torch.Generator | None = None
-
-    def _rng(self, device: torch.device) -> torch.Generator:
-        if self._generator is None or self._generator.device.type != device.type:
-            self._generator = make_generator(self._generator_arg, device)
-        return self._generator
+        self._generator = LazyGenerator(generator)
 
     def initial_state(self, obs: torch.Tensor, task: torch.Tensor) -> ExpertPlanState:
         z = self.expert.encode(obs, task)
@@ -99,7 +89,7 @@ class ExpertPlanningModel:
     def policy_actions(
         self, state: ExpertPlanState, task: torch.Tensor, num_trajs: int, horizon: int
     ) -> torch.Tensor:
-        gen = self._rng(state.z.device)
+        gen = self._generator.on(state.z.device)
         z, task_rep = state.expand(num_trajs)
         out = z.new_empty(z.shape[0], horizon, self.agent_action_dim)
         for h in range(horizon):
@@ -117,21 +107,22 @@ class ExpertPlanningModel:
                 f"expert planning expects actions [envs, 1, samples, horizon, {self.agent_action_dim}], "
                 f"got {tuple(actions.shape)}"
             )
-        gen = self._rng(state.z.device)
+        gen = self._generator.on(state.z.device)
         z, task_rep = state.expand(samples)
         # Step-major copy so each step's actions are one contiguous [E*S, A] block.
         steps = actions.reshape(num_envs * samples, horizon, dims).transpose(0, 1).contiguous()
         discount = state.discount.unsqueeze(1)  # [E, 1]
         weight = torch.ones_like(discount)
-        total = None
+        total = z.new_zeros(num_envs, samples)
         for h in range(horizon):
             reward = self.expert.reward(z, steps[h], task_rep).view(num_envs, samples)
             z = self.expert.next(z, steps[h], task_rep)
-            total = weight * reward if total is None else total.add_(weight * reward)
+            total += weight * reward
             weight = weight * discount
         pi = self.expert.pi_sample(z, task_rep, generator=gen)
         value = self.expert.q_avg(z, pi, task_rep, generator=gen).view(num_envs, samples)
-        return total.add_(weight * value).unsqueeze(1)
+        total += weight * value
+        return total.unsqueeze(1)
 
     def to_env_action(self, agent_action: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
         return agent_action.squeeze(1)

@@ -48,7 +48,31 @@ def make_generator(generator: GeneratorLike, device: torch.device) -> torch.Gene
 
 def _check_generator_arg(generator: GeneratorLike) -> None:
     if isinstance(generator, bool) or not isinstance(generator, torch.Generator | int | None):
-        raise TypeError(f"generator must be a torch.Generator, an int seed or None, got {generator!r}")
+        raise TypeError(
+            f"generator must be a torch.Generator, an int seed or None, got {generator!r}"
+        )
+
+
+class LazyGenerator:
+    """A ``torch.Generator`` made at first use on the inputs' device.
+
+    Planners and planning models take ``generator=`` before they know the device;
+    this holds the argument and builds (or checks) the generator when asked.
+
+    Args:
+        generator: see :func:`make_generator`.
+    """
+
+    def __init__(self, generator: GeneratorLike = None) -> None:
+        _check_generator_arg(generator)
+        self._arg = generator
+        self._generator: torch.Generator | None = None
+
+    def on(self, device: torch.device) -> torch.Generator:
+        """The generator for inputs on ``device`` (re-made from the seed if the device changed)."""
+        if self._generator is None or self._generator.device.type != torch.device(device).type:
+            self._generator = make_generator(self._arg, device)
+        return self._generator
 
 
 @dataclass(frozen=True)
@@ -89,11 +113,9 @@ class MPPIPlanner:
             )
         if not isinstance(config, MPPIConfig):
             raise TypeError(f"config must be an MPPIConfig, got {type(config).__name__}")
-        _check_generator_arg(generator)
         self.model = model
         self.config = config
-        self._generator_arg = generator
-        self._generator: torch.Generator | None = None
+        self._generator = LazyGenerator(generator)
         self._prev_mean: torch.Tensor | None = None
         self.last_stats: PlanStats | None = None
 
@@ -106,18 +128,17 @@ class MPPIPlanner:
             idx = torch.as_tensor(envs, device=self._prev_mean.device)
             self._prev_mean[idx] = 0.0
 
-    def _rng(self, device: torch.device) -> torch.Generator:
-        if self._generator is None or self._generator.device.type != device.type:
-            self._generator = make_generator(self._generator_arg, device)
-        return self._generator
-
-    def _initial_mean(self, t0: bool | torch.Tensor, shape: torch.Size, like: torch.Tensor) -> torch.Tensor:
+    def _initial_mean(
+        self, t0: bool | torch.Tensor, shape: torch.Size, like: torch.Tensor
+    ) -> torch.Tensor:
         """Zeros where ``t0``; elsewhere the previous mean shifted one step earlier."""
         mean = torch.zeros(shape, dtype=like.dtype, device=like.device)
         num_envs = shape[0]
         if isinstance(t0, torch.Tensor):
             if t0.shape != (num_envs,) or t0.dtype != torch.bool:
-                raise ValueError(f"t0 must be a bool or a BoolTensor [{num_envs}], got {t0.dtype} {tuple(t0.shape)}")
+                raise ValueError(
+                    f"t0 must be a bool or a BoolTensor [{num_envs}], got {t0.dtype} {tuple(t0.shape)}"
+                )
             keep = ~t0.to(like.device)
             if not bool(keep.any()):
                 return mean
@@ -156,7 +177,9 @@ class MPPIPlanner:
             t0: True (or True per env, a BoolTensor ``[E]``) at the first step of an
                 episode: those envs start from a zero mean instead of the warm start.
             eval_mode: True: the first action of the final mean; False (exploration):
-                an elite drawn by its softmax weight, plus ``std`` noise.
+                an elite drawn by its softmax weight, plus ``std`` noise. (TD-MPC2's
+                reference code draws the elite in evaluation too, only without the
+                noise; the mean is this project's evaluation action.)
 
         Returns:
             ``[E, action_dim]`` environment actions in [-1, 1], padded entries 0.
@@ -166,13 +189,15 @@ class MPPIPlanner:
         if task.shape != (obs.shape[0],):
             raise ValueError(f"task must be [envs={obs.shape[0]}], got {tuple(task.shape)}")
         with torch.inference_mode():
-            return self._plan(obs, task, t0, eval_mode)
+            action = self._plan(obs, task, t0, eval_mode)
+        # A normal tensor (not an inference tensor), so callers may modify it in place.
+        return action.clone()
 
     def _plan(
         self, obs: torch.Tensor, task: torch.Tensor, t0: bool | torch.Tensor, eval_mode: bool
     ) -> torch.Tensor:
         cfg, model = self.config, self.model
-        gen = self._rng(obs.device)
+        gen = self._generator.on(obs.device)
         num_envs, agents, dims = obs.shape[0], model.num_agents, model.agent_action_dim
         num_samples, num_pi, num_elites, horizon = (
             cfg.num_samples,
@@ -195,7 +220,9 @@ class MPPIPlanner:
         std = torch.full_like(mean, cfg.max_std)
 
         # One buffer for every iteration: policy trajectories fixed in front, samples behind.
-        actions = torch.empty(num_envs, agents, num_samples, horizon, dims, dtype=obs.dtype, device=obs.device)
+        actions = torch.empty(
+            num_envs, agents, num_samples, horizon, dims, dtype=obs.dtype, device=obs.device
+        )
         if num_pi > 0:
             pi = model.policy_actions(state, task, num_pi, horizon)
             if pi.shape != (num_envs, agents, num_pi, horizon, dims):
@@ -235,10 +262,14 @@ class MPPIPlanner:
             pick = torch.multinomial(score.reshape(-1, num_elites), 1, generator=gen)
             pick = pick.view(num_envs, agents, 1, 1, 1).expand(-1, -1, 1, 1, dims)
             first = torch.gather(elite_actions[:, :, :, :1], 2, pick).view(num_envs, agents, dims)
-            first_noise = torch.randn(first.shape, generator=gen, dtype=first.dtype, device=first.device)
+            first_noise = torch.randn(
+                first.shape, generator=gen, dtype=first.dtype, device=first.device
+            )
             first = first + std[:, :, 0] * first_noise
         first = first.clamp_(-1.0, 1.0).mul_(mask)
 
         self._prev_mean = mean
-        self.last_stats = PlanStats(elite_values=elite_value, elite_weights=score, mean=mean, std=std)
+        self.last_stats = PlanStats(
+            elite_values=elite_value, elite_weights=score, mean=mean, std=std
+        )
         return model.to_env_action(first, task)
