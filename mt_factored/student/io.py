@@ -1,79 +1,306 @@
-"""A student on disk: ``config.json`` (config + ``format_version``) and ``model.safetensors``.
+"""The student as a Hugging Face model folder, through huggingface_hub's ``PyTorchModelHubMixin``.
 
-The folder is the artifact pushed to and pulled from the Hugging Face Hub;
-``load_student`` reads a local folder or, for anything else, a Hub repo id through
-the HF cache (``HF_HUB_OFFLINE=1`` serves it from the cache without network).
+``FactoredStudent`` inherits :class:`StudentHubMixin`, so it has the mixin's
+``save_pretrained`` / ``from_pretrained`` / ``push_to_hub``. A folder holds:
+
+- ``model.safetensors``: the state dict (safetensors, no pickle);
+- ``config.json``: every :class:`StudentConfig` field at the top level (the mixin's
+  convention) plus ``format_version``, ``model_type``, library name and version, the task
+  table (id, name, action dim, discount, agents), the embodiment table and the SHA-256 of
+  the weights. The tables are derived from the fields, for readers; loading ignores them;
+- ``README.md``: the model card (:mod:`mt_factored.hub.card`).
+
+The hooks below add what the mixin leaves out: a version check (another MAJOR
+``format_version`` is refused; unknown fields of a newer minor version are ignored with a
+:class:`~mt_factored.hub.files.NewerFormatWarning`), strict weight loading with one error
+naming every mismatch, the weights checksum, and atomic files.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import functools
 import os
-import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
-from safetensors.torch import load_file, save_file
+from huggingface_hub import ModelCard, PyTorchModelHubMixin
+from safetensors.torch import save_file
 
 from mt_factored.constants import CONFIG_NAME, STUDENT_FORMAT_VERSION, WEIGHTS_NAME
+from mt_factored.hub.files import (
+    FORMAT_KEY,
+    MODEL_TYPE_KEY,
+    WEIGHTS_HASH_KEY,
+    ArtifactFormatError,
+    atomic_write,
+    check_format,
+    check_weights_hash,
+    fetch_file,
+    load_weights_exact,
+    read_config,
+    sha256_file,
+    split_fields,
+    staged_files,
+    write_json,
+)
 from mt_factored.student.config import StudentConfig
-from mt_factored.student.model import FactoredStudent
 
-FORMAT_KEY = "format_version"
+if TYPE_CHECKING:
+    from mt_factored.student.model import FactoredStudent
+
+STUDENT_MODEL_TYPE = "factored-student"
+METADATA_KEYS = (
+    FORMAT_KEY,
+    MODEL_TYPE_KEY,
+    "library_name",
+    "library_version",
+    "task_set",
+    "tasks",
+    "embodiments",
+    WEIGHTS_HASH_KEY,
+)
+"""Keys of ``config.json`` that are not :class:`StudentConfig` fields."""
+
+T = TypeVar("T", bound="StudentHubMixin")
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+# --------------------------------------------------------------------------- config.json
+def known_task_set(task_names: Sequence[str]) -> str | None:
+    """The name of the known task set whose task list is exactly ``task_names``, if any."""
+    from mt_factored.tasks.sets import TASK_SETS
+
+    names = tuple(task_names)
+    return next((n for n, ts in TASK_SETS.items() if tuple(ts.names) == names), None)
+
+
+def _domain(task: str) -> str:
+    from mt_factored.tasks.spec import dm_control_names
+
     try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        return dm_control_names(task)[0]
+    except ValueError:  # a task name outside the "<domain>-<task>" convention
+        return task
 
 
-def save_student(student: FactoredStudent, folder: str | Path) -> Path:
-    """Write ``student`` to ``folder`` (created); each file is written atomically."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()}
-    _atomic_write(folder / WEIGHTS_NAME, lambda p: save_file(state, p, metadata={"format": "pt"}))
-    config = {FORMAT_KEY: STUDENT_FORMAT_VERSION, **student.config.to_dict()}
+def embodiment_table(config: StudentConfig) -> dict[str, dict[str, Any]]:
+    """``{embodiment: {action_dim, tasks}}``; an embodiment is a dm_control domain with its
+    action size (``reacher-2dof`` and ``reacher-3dof`` when a domain has two)."""
+    bodies: dict[tuple[str, int], list[str]] = {}
+    for name, dim in zip(config.task_names, config.action_dims, strict=True):
+        bodies.setdefault((_domain(name), dim), []).append(name)
+    domains = [domain for domain, _ in bodies]
+    return {
+        (domain if domains.count(domain) == 1 else f"{domain}-{dim}dof"): {
+            "action_dim": dim,
+            "tasks": tasks,
+        }
+        for (domain, dim), tasks in bodies.items()
+    }
 
-    def write_config(p: str) -> None:
-        Path(p).write_text(json.dumps(config, indent=2) + "\n")
 
-    _atomic_write(folder / CONFIG_NAME, write_config)
-    return folder
+def task_table(config: StudentConfig) -> list[dict[str, Any]]:
+    """One row per task id: name, embodiment, action dim, discount and agents (groups of joints)."""
+    body_of = {t: body for body, row in embodiment_table(config).items() for t in row["tasks"]}
+    return [
+        {
+            "id": i,
+            "name": name,
+            "embodiment": body_of[name],
+            "action_dim": dim,
+            "discount": discount,
+            "agents": [list(group) for group in groups],
+        }
+        for i, (name, dim, discount, groups) in enumerate(
+            zip(
+                config.task_names,
+                config.action_dims,
+                config.discounts,
+                config.partitions,
+                strict=True,
+            )
+        )
+    ]
+
+
+def student_config_json(config: StudentConfig) -> dict[str, Any]:
+    """The content of ``config.json`` (without the weights checksum)."""
+    from mt_factored import __version__
+
+    return {
+        FORMAT_KEY: STUDENT_FORMAT_VERSION,
+        MODEL_TYPE_KEY: STUDENT_MODEL_TYPE,
+        "library_name": "mt_factored",
+        "library_version": __version__,
+        **config.to_dict(),
+        "task_set": known_task_set(config.task_names),
+        "tasks": task_table(config),
+        "embodiments": embodiment_table(config),
+    }
+
+
+def student_config_from_json(data: dict[str, Any], source: str) -> StudentConfig:
+    """The :class:`StudentConfig` of a ``config.json`` dict, after the version check."""
+    check_format(data, STUDENT_MODEL_TYPE, STUDENT_FORMAT_VERSION, source)
+    names = [f.name for f in dataclasses.fields(StudentConfig)]
+    try:
+        return StudentConfig.from_dict(split_fields(data, names, METADATA_KEYS, source))
+    except (TypeError, ValueError) as err:
+        raise ArtifactFormatError(f"{source}: not a valid student config: {err}") from err
+
+
+# --------------------------------------------------------------------------------- mixin
+class StudentHubMixin(PyTorchModelHubMixin):
+    """``PyTorchModelHubMixin`` with the student's folder format (see the module docstring).
+
+    The model class provides ``config`` (a :class:`StudentConfig`) and takes it as its only
+    constructor argument.
+    """
+
+    config: StudentConfig
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """Mixin hook: write ``model.safetensors`` then ``config.json`` (with its checksum)."""
+        weights = Path(save_directory) / WEIGHTS_NAME
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        atomic_write(weights, lambda p: save_file(state, p, metadata={"format": "pt"}))
+        config = {**student_config_json(self.config), WEIGHTS_HASH_KEY: sha256_file(weights)}
+        write_json(Path(save_directory) / CONFIG_NAME, config)
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        *,
+        config: Any = None,
+        repo_id: str | None = None,
+        push_to_hub: bool = False,
+        model_card_kwargs: dict[str, Any] | None = None,
+        **push_to_hub_kwargs: Any,
+    ) -> str | None:
+        """Write ``model.safetensors``, ``config.json`` and ``README.md`` into ``save_directory``.
+
+        The mixin's ``save_pretrained``, run in a staging folder whose files are then renamed
+        into place one by one: readers never see a partial file, and ``README.md`` is always
+        the card of these weights (the mixin alone keeps an existing one).
+
+        Args:
+            model_card_kwargs: passed to :func:`mt_factored.hub.card.student_card` (``repo_id``,
+                ``results``, ``results_meta``, ``training``, ``datasets``).
+            push_to_hub, repo_id, push_to_hub_kwargs: as the mixin (prefer
+                ``python -m mt_factored.hub push``).
+
+        Returns:
+            The commit URL when ``push_to_hub``, else None (as the mixin).
+        """
+        if config is not None:
+            raise ValueError(
+                "the saved config is the model's own StudentConfig; do not pass config="
+            )
+        folder = Path(save_directory)
+        with staged_files(folder) as staging:
+            super().save_pretrained(staging, model_card_kwargs=model_card_kwargs)
+        if push_to_hub:
+            return self.push_to_hub(
+                repo_id or folder.name, model_card_kwargs=model_card_kwargs, **push_to_hub_kwargs
+            )
+        return None
+
+    def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
+        """Mixin hook: the student's card (:func:`mt_factored.hub.card.student_card`)."""
+        from mt_factored.hub.card import student_card
+
+        return student_card(self, self._hub_mixin_info.model_card_data, **kwargs)
+
+    @classmethod
+    def from_pretrained(
+        cls: type[T],
+        pretrained_model_name_or_path: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        map_location: str | torch.device = "cpu",
+        cache_dir: str | os.PathLike | None = None,
+        force_download: bool = False,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+    ) -> T:
+        """Load a student from a folder, or from a Hub repo id through the HF cache.
+
+        ``hf download ORG/NAME --local-dir X`` then ``from_pretrained(X)``, or
+        ``from_pretrained("ORG/NAME", revision=...)`` (downloads into the HF cache; with
+        ``HF_HUB_OFFLINE=1`` only the cache is used). The model comes back in eval mode.
+
+        Raises:
+            ArtifactNotFoundError: no such folder / file, or not in the cache while offline.
+            ArtifactFormatError: another MAJOR ``format_version``, an invalid config, weights
+                that do not match the config or their checksum.
+        """
+        return cls._from_pretrained(
+            model_id=str(pretrained_model_name_or_path),
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            token=token,
+            map_location=map_location,
+        )
+
+    @classmethod
+    def _from_pretrained(
+        cls: type[T],
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir: str | os.PathLike | None,
+        force_download: bool,
+        local_files_only: bool,
+        token: str | bool | None,
+        map_location: str | torch.device = "cpu",
+        **unused: Any,
+    ) -> T:
+        """Mixin hook: fetch ``config.json`` and the weights, check them, build the model.
+
+        ``from_pretrained`` is overridden above because the mixin's version would decode the
+        config itself (dropping ``format_version`` and unknown fields silently) and treats a
+        missing ``config.json`` as a warning; ``unused`` takes what it would inject.
+        """
+        fetch = functools.partial(
+            fetch_file,
+            model_id,
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            token=token,
+        )
+        config_path = fetch(CONFIG_NAME)
+        data = read_config(config_path)
+        config = student_config_from_json(data, str(config_path))
+        weights = fetch(WEIGHTS_NAME)
+        check_weights_hash(weights, data.get(WEIGHTS_HASH_KEY), str(config_path))
+        model = cls(config)  # type: ignore[call-arg]
+        load_weights_exact(model, weights, str(config_path))
+        return model.to(map_location).eval()
+
+
+# ------------------------------------------------------------------------- plain functions
+def save_student(
+    student: FactoredStudent, folder: str | os.PathLike, **model_card_kwargs: Any
+) -> Path:
+    """``student.save_pretrained(folder)``; returns the folder."""
+    student.save_pretrained(folder, model_card_kwargs=model_card_kwargs)
+    return Path(folder)
 
 
 def load_student(
-    folder_or_repo: str | Path,
+    folder_or_repo: str | os.PathLike,
     revision: str | None = None,
     map_location: str | torch.device = "cpu",
 ) -> FactoredStudent:
-    """A student from a folder written by :func:`save_student` or a Hub model repo id."""
-    folder = Path(folder_or_repo)
-    if not folder.is_dir():
-        from huggingface_hub import snapshot_download
+    """``FactoredStudent.from_pretrained(folder_or_repo, revision=..., map_location=...)``."""
+    from mt_factored.student.model import FactoredStudent
 
-        folder = Path(
-            snapshot_download(
-                str(folder_or_repo), revision=revision, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME]
-            )
-        )
-    for name in (CONFIG_NAME, WEIGHTS_NAME):
-        if not (folder / name).is_file():
-            raise FileNotFoundError(f"{folder} has no {name}: not a saved student")
-    data = json.loads((folder / CONFIG_NAME).read_text())
-    version = data.pop(FORMAT_KEY, None)
-    if version != STUDENT_FORMAT_VERSION:
-        raise ValueError(
-            f"{folder / CONFIG_NAME}: student format_version {version!r}, this package reads "
-            f"{STUDENT_FORMAT_VERSION}"
-        )
-    student = FactoredStudent(StudentConfig.from_dict(data))
-    state = load_file(str(folder / WEIGHTS_NAME), device=str(torch.device(map_location)))
-    student.load_state_dict(state)
-    return student.to(map_location)
+    return FactoredStudent.from_pretrained(
+        folder_or_repo, revision=revision, map_location=map_location
+    )

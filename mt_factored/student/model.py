@@ -24,7 +24,6 @@ agent axis. All agents and samples run in one batched call per network.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -32,6 +31,7 @@ from torch import nn
 
 from mt_factored.nn import mlp, renormed_embedding, simnorm
 from mt_factored.student.config import StudentConfig
+from mt_factored.student.io import StudentHubMixin
 from mt_factored.student.layers import ConditionedMLP
 from mt_factored.student.partition import AgentLayout
 
@@ -71,8 +71,20 @@ class PolicyOutput(NamedTuple):
     """``[..., B, N, G]`` log standard deviation before the tanh."""
 
 
-class FactoredStudent(nn.Module):
+class FactoredStudent(
+    nn.Module,
+    StudentHubMixin,
+    library_name="mt_factored",
+    license="mit",
+    pipeline_tag="reinforcement-learning",
+    tags=["robotics", "reinforcement-learning", "world-model", "model-based-rl", "fac-tdmpc"],
+):
     """Central encoder, then per-agent dynamics, reward, value ensemble and policy prior.
+
+    Hub: ``save_pretrained(folder)``, ``from_pretrained(folder_or_repo_id, revision=...)``
+    and ``push_to_hub`` come from :class:`~mt_factored.student.io.StudentHubMixin`
+    (huggingface_hub's ``PyTorchModelHubMixin``): ``model.safetensors`` + ``config.json`` +
+    ``README.md``.
 
     Args:
         config: sizes and task facts (see :class:`StudentConfig`).
@@ -294,22 +306,3 @@ class FactoredStudent(nn.Module):
         grown.weight.requires_grad_(old.requires_grad)
         self.agent_emb = grown
         self.config = dataclasses.replace(self.config, agent_slots=new_num_agents)
-
-    # ---------------------------------------------------------------- artifacts
-    def save_pretrained(self, folder: str | Path) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` to ``folder`` (see ``student.io``)."""
-        from mt_factored.student.io import save_student
-
-        return save_student(self, folder)
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        folder_or_repo: str | Path,
-        revision: str | None = None,
-        map_location: str | torch.device = "cpu",
-    ) -> FactoredStudent:
-        """Load a folder written by :meth:`save_pretrained`, or a Hub repo id (via the HF cache)."""
-        from mt_factored.student.io import load_student
-
-        return load_student(folder_or_repo, revision, map_location)

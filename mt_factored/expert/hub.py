@@ -1,0 +1,153 @@
+"""A TD-MPC2 expert as a Hugging Face model folder.
+
+The folder keeps the public checkpoint so the reference code (and ``expert=hub:ORG/NAME/<file>``
+in a recipe) loads it, and adds the Hub conventions next to it:
+
+- ``<checkpoint_name>`` (e.g. ``mt30-5M.pt``): ``{"model": state_dict}`` in the public layout;
+- ``model.safetensors``: the same weights, this package's module state dict, no pickle;
+- ``config.json``: every :class:`ExpertConfig` field plus ``format_version``, ``model_type``,
+  library name and version, the checkpoint name and the SHA-256 of ``model.safetensors``;
+- ``README.md``: the model card (:func:`mt_factored.hub.card.expert_card`).
+
+TDMPC2Expert is not a ``PyTorchModelHubMixin`` (its state dict mirrors the public files, and
+its loading goes through ``checkpoint.py``), so the two functions here play the mixin's
+``save_pretrained`` / ``from_pretrained`` and share the student's checks (``hub.files``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from mt_factored.constants import CONFIG_NAME, MODEL_CARD_NAME, WEIGHTS_NAME
+from mt_factored.expert.config import ExpertConfig
+from mt_factored.expert.model import TDMPC2Expert
+from mt_factored.hub.files import (
+    FORMAT_KEY,
+    MODEL_TYPE_KEY,
+    WEIGHTS_HASH_KEY,
+    ArtifactFormatError,
+    atomic_write,
+    check_format,
+    check_weights_hash,
+    fetch_file,
+    load_weights_exact,
+    read_config,
+    sha256_file,
+    split_fields,
+    staged_files,
+    write_json,
+)
+
+EXPERT_MODEL_TYPE = "tdmpc2-expert"
+EXPERT_FORMAT_VERSION = 1
+"""Bumped when the expert folder's layout changes incompatibly."""
+CHECKPOINT_KEY = "checkpoint"
+METADATA_KEYS = (
+    FORMAT_KEY,
+    MODEL_TYPE_KEY,
+    "library_name",
+    "library_version",
+    CHECKPOINT_KEY,
+    WEIGHTS_HASH_KEY,
+)
+
+
+def save_expert_pretrained(
+    expert: TDMPC2Expert,
+    folder: str | os.PathLike,
+    *,
+    checkpoint_name: str = "expert.pt",
+    model_card_kwargs: dict[str, Any] | None = None,
+) -> Path:
+    """Write the expert folder (see the module docstring); each file appears atomically.
+
+    Args:
+        checkpoint_name: file name of the public-layout checkpoint, e.g. ``mt30-5M.pt``.
+        model_card_kwargs: passed to :func:`mt_factored.hub.card.expert_card` (``repo_id``,
+            ``results``, ``results_meta``, ``datasets``).
+
+    Returns:
+        The folder.
+    """
+    from mt_factored import __version__
+    from mt_factored.hub.card import expert_card
+
+    if Path(checkpoint_name).name != checkpoint_name or not checkpoint_name.endswith(".pt"):
+        raise ValueError(
+            f"checkpoint_name must be a bare file name ending in .pt, got {checkpoint_name!r}"
+        )
+    if checkpoint_name in (CONFIG_NAME, WEIGHTS_NAME, MODEL_CARD_NAME):
+        raise ValueError(f"checkpoint_name {checkpoint_name!r} collides with a folder file")
+    folder = Path(folder)
+    with staged_files(folder) as staging:
+        expert.save_checkpoint(staging / checkpoint_name)
+        weights = staging / WEIGHTS_NAME
+        state = {k: v.detach().cpu().contiguous() for k, v in expert.state_dict().items()}
+        atomic_write(weights, lambda p: save_file(state, p, metadata={"format": "pt"}))
+        config = {
+            FORMAT_KEY: EXPERT_FORMAT_VERSION,
+            MODEL_TYPE_KEY: EXPERT_MODEL_TYPE,
+            "library_name": "mt_factored",
+            "library_version": __version__,
+            CHECKPOINT_KEY: checkpoint_name,
+            **expert.config.to_dict(),
+            WEIGHTS_HASH_KEY: sha256_file(weights),
+        }
+        write_json(staging / CONFIG_NAME, config)
+        card = expert_card(expert, checkpoint_name, **(model_card_kwargs or {}))
+        atomic_write(staging / MODEL_CARD_NAME, lambda p: card.save(p))
+    return folder
+
+
+def expert_config_from_json(data: dict[str, Any], source: str) -> ExpertConfig:
+    """The :class:`ExpertConfig` of an expert ``config.json`` dict, after the version check."""
+    check_format(data, EXPERT_MODEL_TYPE, EXPERT_FORMAT_VERSION, source)
+    names = [f.name for f in dataclasses.fields(ExpertConfig)]
+    try:
+        return ExpertConfig.from_dict(split_fields(data, names, METADATA_KEYS, source))
+    except (TypeError, ValueError) as err:
+        raise ArtifactFormatError(f"{source}: not a valid expert config: {err}") from err
+
+
+def expert_from_pretrained(
+    folder_or_repo: str | os.PathLike,
+    *,
+    revision: str | None = None,
+    map_location: str | torch.device = "cpu",
+    cache_dir: str | os.PathLike | None = None,
+    force_download: bool = False,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+) -> TDMPC2Expert:
+    """Load an expert folder written by :func:`save_expert_pretrained` (a folder or a Hub
+    repo id through the HF cache) from its safetensors weights; returned in eval mode.
+
+    Raises:
+        ArtifactNotFoundError: no such folder / file, or not in the cache while offline.
+        ArtifactFormatError: another MAJOR ``format_version``, an invalid config, weights
+            that do not match the config or their checksum.
+    """
+    fetch = functools.partial(
+        fetch_file,
+        str(folder_or_repo),
+        revision=revision,
+        cache_dir=cache_dir,
+        force_download=force_download,
+        local_files_only=local_files_only,
+        token=token,
+    )
+    config_path = fetch(CONFIG_NAME)
+    data = read_config(config_path)
+    config = expert_config_from_json(data, str(config_path))
+    weights = fetch(WEIGHTS_NAME)
+    check_weights_hash(weights, data.get(WEIGHTS_HASH_KEY), str(config_path))
+    expert = TDMPC2Expert(config)
+    load_weights_exact(expert, weights, str(config_path))
+    return expert.to(map_location).eval()
