@@ -267,3 +267,33 @@ def test_student_plans_masked_actions_with_mppi() -> None:
         and torch.all(pi[1, 1:] == 0)
         and torch.all(pi[1, 0, ..., 1] == 0)
     )
+
+
+def test_planning_skips_agents_no_task_in_the_batch_uses() -> None:
+    """A batch of 1- and 2-joint tasks plans 2 agents, not the student's 6 (cost)."""
+    student = tiny_student()
+    model = StudentPlanningModel(student, generator=0)
+    obs, task, _ = inputs(student, [PENDULUM, REACHER])
+    assert model.active_agents(task) == 2
+    assert model.action_mask(task).shape == (2, 2, 1)
+    config = MPPIConfig(iterations=2, num_samples=32, num_elites=4, num_pi_trajs=4, horizon=3)
+    planner = MPPIPlanner(model, config, generator=0)
+    action = planner.plan(obs, task, t0=True)
+    assert action.shape == (2, 6)
+    assert torch.all(action[0, 1:] == 0) and torch.all(action[1, 2:] == 0)
+    assert action[1, :2].abs().min() > 0
+    # The narrowed state steps each agent exactly as the full student does.
+    state = model.initial_state(obs, task)
+    actions = torch.rand(2, 2, 1) * 2 - 1
+    full = torch.nn.functional.pad(actions, (0, 0, 0, 4))
+    with torch.no_grad():
+        narrow_next, narrow_reward = student.step(state.s, actions, state.cond)
+        full_next, full_reward = student.step(
+            student.encode(obs, task), full, student.condition(task)
+        )
+        narrow_q = student.q(narrow_next, actions, state.cond)
+        full_q = student.q(full_next, full, student.condition(task))
+    torch.testing.assert_close(narrow_next, full_next[:, :2], rtol=0, atol=0)
+    torch.testing.assert_close(narrow_reward, full_reward[:, :2], rtol=0, atol=0)
+    torch.testing.assert_close(narrow_q, full_q[..., :2], rtol=0, atol=0)
+    assert model.active_agents(torch.tensor([PENDULUM, WALKER])) == 6

@@ -97,7 +97,9 @@ class EpisodeReplay:
         self._grow(self._rows + steps + 1)
         rows = slice(self._rows, self._rows + steps + 1)
         self._obs[rows] = obs
-        self._action[rows] = np.concatenate([np.full((1, self.action_dim), np.nan, np.float32), action])
+        self._action[rows] = np.concatenate(
+            [np.full((1, self.action_dim), np.nan, np.float32), action]
+        )
         self._reward[rows] = np.concatenate([np.full(1, np.nan, np.float32), reward])
         starts = self._rows + np.arange(steps - self.horizon + 1, dtype=np.int64)
         self._starts = np.concatenate([self._starts, starts])
@@ -145,7 +147,11 @@ class EpisodeReplay:
         for steps in self._lengths:
             rows = slice(row, row + steps + 1)
             out.append(
-                {OBS: self._obs[rows].copy(), ACTION: self._action[rows].copy(), REWARD: self._reward[rows].copy()}
+                {
+                    OBS: self._obs[rows].copy(),
+                    ACTION: self._action[rows].copy(),
+                    REWARD: self._reward[rows].copy(),
+                }
             )
             row += steps + 1
         return out

@@ -73,7 +73,11 @@ class PlanningModel(Protocol):
         """Encode ``obs [envs, obs_dim]`` for tasks ``task [envs]``."""
 
     def action_mask(self, task: torch.Tensor) -> torch.Tensor:
-        """``[envs, agents, dims]`` with 1 where an action entry is real, 0 where padded."""
+        """``[envs, agents, dims]`` with 1 where an action entry is real, 0 where padded.
+
+        ``agents`` may be fewer than ``num_agents`` when the batch's tasks use fewer
+        (the planner then plans that many); ``initial_state`` must agree with it.
+        """
 
     def policy_actions(
         self, state: Any, task: torch.Tensor, num_trajs: int, horizon: int

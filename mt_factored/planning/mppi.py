@@ -198,7 +198,7 @@ class MPPIPlanner:
     ) -> torch.Tensor:
         cfg, model = self.config, self.model
         gen = self._generator.on(obs.device)
-        num_envs, agents, dims = obs.shape[0], model.num_agents, model.agent_action_dim
+        num_envs, dims = obs.shape[0], model.agent_action_dim
         num_samples, num_pi, num_elites, horizon = (
             cfg.num_samples,
             cfg.num_pi_trajs,
@@ -208,9 +208,11 @@ class MPPIPlanner:
 
         state = model.initial_state(obs, task)
         mask = model.action_mask(task).to(obs.dtype)
-        if mask.shape != (num_envs, agents, dims):
+        # A model may plan fewer than num_agents agents for a batch whose tasks use fewer.
+        agents = mask.shape[1] if mask.dim() == 3 else -1
+        if mask.shape != (num_envs, agents, dims) or not 1 <= agents <= model.num_agents:
             raise ValueError(
-                f"action_mask must be [envs={num_envs}, agents={agents}, dims={dims}], "
+                f"action_mask must be [envs={num_envs}, 1..{model.num_agents} agents, dims={dims}], "
                 f"got {tuple(mask.shape)}"
             )
         mask_t = mask.unsqueeze(2)  # [E, N, 1, G]: broadcasts over horizon

@@ -61,11 +61,22 @@ class StudentPlanningModel:
             self._generator = make_generator(self._generator_arg, device)
         return self._generator
 
+    def active_agents(self, task: torch.Tensor) -> int:
+        """Agents up to the last real agent of any task in the batch.
+
+        A task's real agents come first, so agents past that point carry no action for
+        any env: a 1-joint task in an mt30 student plans 1 agent, not 6.
+        """
+        real = self.student.agent_mask(task).any(dim=0)
+        return int(real.nonzero().max()) + 1 if bool(real.any()) else 1
+
     def initial_state(self, obs: torch.Tensor, task: torch.Tensor) -> StudentPlanState:
-        return StudentPlanState(s=self.student.encode(obs, task), cond=self.student.condition(task))
+        n = self.active_agents(task)
+        s = self.student.encode(obs, task)[:, :n]
+        return StudentPlanState(s=s, cond=self.student.condition(task).narrow_agents(n))
 
     def action_mask(self, task: torch.Tensor) -> torch.Tensor:
-        return self.student.agent_action_mask(task)
+        return self.student.agent_action_mask(task)[:, : self.active_agents(task)]
 
     def policy_actions(
         self, state: StudentPlanState, task: torch.Tensor, num_trajs: int, horizon: int
@@ -85,9 +96,9 @@ class StudentPlanningModel:
         self, state: StudentPlanState, actions: torch.Tensor, task: torch.Tensor
     ) -> torch.Tensor:
         num_envs, agents, samples, horizon, dims = actions.shape
-        if (agents, dims) != (self.num_agents, self.agent_action_dim):
+        if (agents, dims) != (state.s.shape[1], self.agent_action_dim):
             raise ValueError(
-                f"student planning expects actions [envs, {self.num_agents}, samples, horizon, "
+                f"student planning expects actions [envs, {state.s.shape[1]}, samples, horizon, "
                 f"{self.agent_action_dim}], got {tuple(actions.shape)}"
             )
         student, cond = self.student, state.cond
@@ -105,4 +116,6 @@ class StudentPlanningModel:
         return total.permute(1, 2, 0)  # [E, N, S]
 
     def to_env_action(self, agent_action: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
-        return self.student.merge_actions(agent_action, task)
+        missing = self.num_agents - agent_action.shape[1]  # agents dropped by active_agents
+        full = torch.nn.functional.pad(agent_action, (0, 0, 0, missing))
+        return self.student.merge_actions(full, task)

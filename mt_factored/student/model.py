@@ -59,6 +59,16 @@ class StudentConditioning(NamedTuple):
     pi: torch.Tensor | None
     """``[1, B, N, mlp_dim]`` first-layer bias of the policy prior (None without one)."""
 
+    def narrow_agents(self, num_agents: int) -> StudentConditioning:
+        """The same conditioning for the first ``num_agents`` agents only."""
+        return self._replace(
+            agent_mask=self.agent_mask[:, :num_agents],
+            action_mask=self.action_mask[:, :num_agents],
+            step=self.step[..., :num_agents, :],
+            q=self.q[..., :num_agents, :],
+            pi=None if self.pi is None else self.pi[..., :num_agents, :],
+        )
+
 
 class PolicyOutput(NamedTuple):
     """One draw of the per-agent policy prior; padded entries are 0 in all three."""
