@@ -26,6 +26,7 @@ LAST_CKPT_NAME = "last.ckpt"
 
 # Bumped whenever the on-disk layout of that artifact changes incompatibly.
 STUDENT_FORMAT_VERSION = 1
+EXPERT_FORMAT_VERSION = 1
 SHARD_FORMAT_VERSION = 1
 
 # Repository folders (valid for a source checkout / editable install).

@@ -43,7 +43,9 @@ def load_student(path: str, device: str):
         from mt_factored.student import FactoredStudent
 
         return FactoredStudent.from_pretrained(path)
-    raise ValueError(f"student={path}: expected a Lightning .ckpt file or a student folder / Hub id")
+    raise ValueError(
+        f"student={path}: expected a Lightning .ckpt file or a student folder / Hub id"
+    )
 
 
 def evaluate_model(
@@ -97,7 +99,11 @@ def run(cfg: DictConfig) -> dict[str, dict[str, EpisodeStats]]:
     )
     with Progress(*columns) as progress:
         if cfg.expert is not None:
-            spec = OmegaConf.to_container(cfg.expert) if OmegaConf.is_config(cfg.expert) else cfg.expert
+            spec = (
+                OmegaConf.to_container(cfg.expert)
+                if OmegaConf.is_config(cfg.expert)
+                else cfg.expert
+            )
             expert = load_expert(spec, task_set=cfg.task_set, model_size=cfg.expert_model_size)
             expert = expert.to(cfg.device).eval() if isinstance(expert, torch.nn.Module) else expert
             results["expert"] = evaluate_model(
@@ -114,8 +120,10 @@ def run(cfg: DictConfig) -> dict[str, dict[str, EpisodeStats]]:
                 progress,
             )
     for name, res in results.items():
-        print(f"\n{name}: {cfg.episodes} episodes per task, seed {cfg.seed}, "
-              f"{torch.get_num_threads()} threads")
+        print(
+            f"\n{name}: {cfg.episodes} episodes per task, seed {cfg.seed}, "
+            f"{torch.get_num_threads()} threads"
+        )
         print(returns_table(res))
     if "expert" in results and "student" in results:
         print("\nstudent vs expert")
@@ -125,8 +133,13 @@ def run(cfg: DictConfig) -> dict[str, dict[str, EpisodeStats]]:
     return results
 
 
-def write_results_json(path: str | os.PathLike, results: dict[str, dict[str, EpisodeStats]]) -> None:
-    data = {
+def write_results_json(
+    path: str | os.PathLike, results: dict[str, dict[str, EpisodeStats]]
+) -> None:
+    """Results per model and task, plus ``_meta.hardware`` (read by the Hub model card)."""
+    from mt_factored.hub.card import hardware_info
+
+    data: dict = {
         model: {
             task: {
                 "returns": s.returns,
@@ -140,6 +153,7 @@ def write_results_json(path: str | os.PathLike, results: dict[str, dict[str, Epi
         }
         for model, res in results.items()
     }
+    data["_meta"] = {"hardware": hardware_info()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")

@@ -10,7 +10,9 @@ from mt_factored.planning.episodes import EpisodeStats
 def _fmt(stats: EpisodeStats | None) -> tuple[str, str]:
     if stats is None:
         return "-", "-"
-    ms = stats.plan_ms_single_env if stats.plan_ms_single_env is not None else stats.plan_ms_per_call
+    ms = (
+        stats.plan_ms_single_env if stats.plan_ms_single_env is not None else stats.plan_ms_per_call
+    )
     return f"{stats.mean:.1f} ± {stats.std:.1f}", f"{ms:.1f}"
 
 

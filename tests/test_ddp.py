@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from tiny import write_tiny_chunk, write_tiny_expert
 
 

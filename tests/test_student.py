@@ -9,11 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from mt_factored.nn import SimNorm
+from mt_factored.nn import SimNorm, renormed_embedding, simnorm
 from mt_factored.planning import MPPIConfig, MPPIPlanner
 from mt_factored.planning.student_adapter import StudentPlanningModel
 from mt_factored.student import FactoredStudent, StudentConfig
-from mt_factored.nn import renormed_embedding, simnorm
 from mt_factored.student.layers import ConditionedMLP
 
 TINY = dict(latent_dim=16, mlp_dim=32, enc_dim=32, task_dim=8, agent_dim=8)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from tiny import write_tiny_chunk, write_tiny_expert
 
 from mt_factored.constants import RECIPES_DIR
-from tiny import write_tiny_chunk, write_tiny_expert
 
 CARTPOLE, REACHER = 8, 4  # mt30 ids of cartpole-balance and reacher-easy
 
@@ -68,7 +68,9 @@ def test_resume_matches_uninterrupted_run(assets, tmp_path) -> None:
     from mt_factored.train import run
 
     straight = tmp_path / "straight"
-    run(compose_train(smoke_overrides(assets, straight, "trainer.max_steps=8", "eval.at_end=false")))
+    run(
+        compose_train(smoke_overrides(assets, straight, "trainer.max_steps=8", "eval.at_end=false"))
+    )
     resumed = tmp_path / "resumed"
     run(compose_train(smoke_overrides(assets, resumed, "trainer.max_steps=4", "eval.at_end=false")))
     ckpt = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=False)
@@ -88,7 +90,7 @@ def test_missing_data_and_expert_say_what_to_run(assets, tmp_path) -> None:
 
     with pytest.raises(DatasetNotFoundError, match="mt_factored.data prepare source=hub"):
         run(compose_train(smoke_overrides(assets, tmp_path, f"data={tmp_path / 'nope'}")))
-    with pytest.raises(ExpertNotFoundError, match="huggingface-cli download"):
+    with pytest.raises(ExpertNotFoundError, match="hf download nicklashansen/tdmpc2"):
         run(compose_train(smoke_overrides(assets, tmp_path, f"expert={tmp_path / 'nope.pt'}")))
     hub = "expert=hub:nicklashansen/tdmpc2/multitask/mt30-5M.pt"
     with pytest.raises(ExpertNotFoundError, match="multitask/mt30-5M.pt"):
@@ -118,4 +120,24 @@ def test_smoke_command_trains_and_prints_table(assets, tmp_path) -> None:
     assert len(losses) >= 50
     first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
     assert last < 0.8 * first, (first, last)
-    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert last.is_file()
+
+    # The trained student plans in dm_control through the evaluate entry point.
+    cmd = [
+        sys.executable,
+        "-m",
+        "mt_factored.evaluate",
+        f"student={last}",
+        "tasks=[reacher-easy]",
+        "episodes=1",
+        "max_steps=5",
+        "latency_repeats=1",
+        "planning.num_samples=16",
+        "planning.num_elites=2",
+        "planning.num_pi_trajs=2",
+        f"out_dir={tmp_path / 'eval'}",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "student: 1 episodes per task" in out.stdout and "| reacher-easy |" in out.stdout

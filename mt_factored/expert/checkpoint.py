@@ -397,7 +397,7 @@ def infer_hint(state: Mapping[str, Any]) -> str:
             "config=ExpertConfig.single_task(<task>, model_size) or a custom ExpertConfig."
         )
     return (
-        f"the file's shapes say {facts}; pass model_size=\"auto\" (recipes: "
+        f'the file\'s shapes say {facts}; pass model_size="auto" (recipes: '
         "expert_model_size=auto) to read the sizes off the file, or build an ExpertConfig "
         "with these and pass config=."
     )

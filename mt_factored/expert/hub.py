@@ -25,7 +25,12 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from mt_factored.constants import CONFIG_NAME, MODEL_CARD_NAME, WEIGHTS_NAME
+from mt_factored.constants import (
+    CONFIG_NAME,
+    EXPERT_FORMAT_VERSION,
+    MODEL_CARD_NAME,
+    WEIGHTS_NAME,
+)
 from mt_factored.expert.config import ExpertConfig
 from mt_factored.expert.model import TDMPC2Expert
 from mt_factored.hub.files import (
@@ -46,7 +51,6 @@ from mt_factored.hub.files import (
 )
 
 EXPERT_MODEL_TYPE = "tdmpc2-expert"
-EXPERT_FORMAT_VERSION = 1
 """Bumped when the expert folder's layout changes incompatibly."""
 CHECKPOINT_KEY = "checkpoint"
 METADATA_KEYS = (

@@ -17,7 +17,7 @@ from mt_factored.expert.interface import Expert
 HUB_PREFIX = "hub:"
 PUBLIC_EXPERT_HINT = (
     "The public multi-task experts live in the Hugging Face model repo nicklashansen/tdmpc2: "
-    "`huggingface-cli download nicklashansen/tdmpc2 multitask/mt30-5M.pt --local-dir checkpoints/` "
+    "`hf download nicklashansen/tdmpc2 multitask/mt30-5M.pt --local-dir checkpoints/` (`huggingface-cli download` before huggingface_hub 1.0) "
     "then pass expert=checkpoints/multitask/mt30-5M.pt, or pass "
     "expert=hub:nicklashansen/tdmpc2/multitask/mt30-5M.pt to download into the HF cache."
 )
@@ -55,7 +55,7 @@ def resolve_checkpoint_path(spec: str) -> Path:
             raise ExpertNotFoundError(
                 f"{filename} of {repo_id} is not in the Hugging Face cache and the Hub cannot be "
                 f"reached (offline mode or no network). On a machine with network run "
-                f"`huggingface-cli download {repo_id} {filename}` (it fills the same cache), "
+                f"`hf download {repo_id} {filename}` (it fills the same cache), "
                 f"or download it and pass expert=/path/to/{Path(filename).name}."
             ) from err
     path = Path(spec).expanduser()

@@ -116,7 +116,9 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
     return out
 
 
-def build_eval_callback(cfg: DictConfig, task_set: TaskSet, tasks: list[str]) -> PlanningEvalCallback:
+def build_eval_callback(
+    cfg: DictConfig, task_set: TaskSet, tasks: list[str]
+) -> PlanningEvalCallback:
     eval_tasks = list(cfg.eval.tasks) if cfg.eval.tasks else tasks
     return PlanningEvalCallback(
         tasks=eval_tasks,

@@ -5,7 +5,9 @@ policy prior shared across agents and tasks (Fac-TDMPC, Sec. 4.2).
 - `FactoredStudent` (`model.py`): the network; `condition(task)` folds the task and agent
   embeddings into first-layer biases once per batch, shared by training and planning.
 - `AgentLayout` (`partition.py`): split / merge between env actions and agent actions.
-- `save_student` / `load_student` (`io.py`, also `FactoredStudent.save_pretrained` / `from_pretrained`): ``config.json`` + ``model.safetensors``.
+- Hub conventions through huggingface_hub's `PyTorchModelHubMixin` (`io.py`):
+  `FactoredStudent.save_pretrained` / `from_pretrained` / `push_to_hub` give
+  ``model.safetensors`` + ``config.json`` + ``README.md`` (model card).
 """
 
 from mt_factored.student.config import StudentConfig, one_joint_per_agent

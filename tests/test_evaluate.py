@@ -1,0 +1,83 @@
+"""`python -m mt_factored.evaluate` on checkpoints the tests make: tables, JSON, video."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tiny import write_tiny_expert
+
+FAST_PLANNING = [
+    "planning.num_samples=32",
+    "planning.num_elites=4",
+    "planning.num_pi_trajs=4",
+    "planning.iterations=2",
+]
+
+
+def evaluate(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+    return subprocess.run(
+        [sys.executable, "-m", "mt_factored.evaluate", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        env=env,
+    )
+
+
+def test_evaluate_expert_prints_table_and_writes_json(tmp_path: Path) -> None:
+    expert = write_tiny_expert(tmp_path / "expert.pt")
+    out = evaluate(
+        f"expert={expert}",
+        "expert_model_size=auto",
+        "tasks=[cartpole-balance,reacher-easy]",
+        "episodes=2",
+        "max_steps=15",
+        "latency_repeats=2",
+        f"out={tmp_path / 'results.json'}",
+        f"out_dir={tmp_path / 'eval'}",
+        *FAST_PLANNING,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "| task | return (mean ± std) | episodes | plan ms/step |" in out.stdout
+    assert "| cartpole-balance |" in out.stdout and "| reacher-easy |" in out.stdout
+    results = json.loads((tmp_path / "results.json").read_text())
+    cartpole = results["expert"]["cartpole-balance"]
+    assert len(cartpole["returns"]) == 2 and cartpole["plan_ms_single_env"] > 0
+    # 15 steps of at most 2 reward each.
+    assert all(0 <= r <= 30 for r in cartpole["returns"])
+
+
+def test_evaluate_writes_video_of_first_episode(tmp_path: Path) -> None:
+    pytest.importorskip("imageio_ffmpeg", reason="video needs the video extra")
+    expert = write_tiny_expert(tmp_path / "expert.pt")
+    out = evaluate(
+        f"expert={expert}",
+        "expert_model_size=auto",
+        "tasks=[cartpole-balance]",
+        "episodes=1",
+        "max_steps=10",
+        "latency_repeats=1",
+        "video=true",
+        f"out_dir={tmp_path / 'eval'}",
+        *FAST_PLANNING,
+        cwd=tmp_path,
+    )
+    if out.returncode != 0 and "EGL" in out.stderr:
+        pytest.skip("no headless OpenGL (EGL) on this machine")
+    assert out.returncode == 0, out.stderr[-3000:]
+    video = tmp_path / "eval" / "expert-cartpole-balance.mp4"
+    assert video.is_file() and video.stat().st_size > 1000
+
+
+def test_evaluate_needs_a_model(tmp_path: Path) -> None:
+    out = evaluate("tasks=[cartpole-balance]", f"out_dir={tmp_path}", cwd=tmp_path)
+    assert out.returncode != 0
+    assert "nothing to evaluate: pass expert=... and/or student=..." in out.stderr
