@@ -27,12 +27,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (  # noqa: E402
-    count_flops,
-    load_average,
     markdown_table,
     matmul_peak_gflops,
+    measure_plan,
     threads,
-    time_fn,
 )
 from mt_factored.expert import ExpertConfig, TDMPC2Expert  # noqa: E402
 from mt_factored.planning import ExpertPlanningModel, MPPIConfig, MPPIPlanner  # noqa: E402
@@ -53,11 +51,9 @@ def student_for_joints(joints: int, **sizes) -> FactoredStudent:
 
 
 def time_planner(planner: MPPIPlanner, obs, task, warmup: int, repeats: int):
-    planner.plan(obs, task, t0=True)
-    flops = count_flops(lambda: planner.plan(obs, task))
-    load = load_average()
-    stats = time_fn(lambda: planner.plan(obs, task), warmup, repeats)
-    return stats, flops, f"{load:.1f}/{load_average():.1f}"
+    """(timing stats, FLOPs of one plan, "load before/after") via ``common.measure_plan``."""
+    m = measure_plan(planner, obs, task, warmup, repeats)
+    return m.stats, m.flops, f"{m.load_before:.1f}/{m.load_after:.1f}"
 
 
 def parse_size(text: str) -> dict[str, int]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mt_factored.planning.mppi import GeneratorLike, _check_generator_arg, make_generator
+from mt_factored.planning.mppi import GeneratorLike, LazyGenerator
 from mt_factored.student.model import FactoredStudent, StudentConditioning
 
 
@@ -49,17 +49,10 @@ class StudentPlanningModel:
     def __init__(self, student: FactoredStudent, generator: GeneratorLike = None) -> None:
         if not isinstance(student, FactoredStudent):
             raise TypeError(f"student must be a FactoredStudent, got {type(student).__name__}")
-        _check_generator_arg(generator)
         self.student = student
         self.num_agents = student.num_agents
         self.agent_action_dim = student.agent_action_dim
-        self._generator_arg = generator
-        self._generator: torch.Generator | None = None
-
-    def _rng(self, device: torch.device) -> torch.Generator:
-        if self._generator is None or self._generator.device.type != device.type:
-            self._generator = make_generator(self._generator_arg, device)
-        return self._generator
+        self._generator = LazyGenerator(generator)
 
     def active_agents(self, task: torch.Tensor) -> int:
         """Agents up to the last real agent of any task in the batch.
@@ -81,7 +74,7 @@ class StudentPlanningModel:
     def policy_actions(
         self, state: StudentPlanState, task: torch.Tensor, num_trajs: int, horizon: int
     ) -> torch.Tensor:
-        gen = self._rng(state.s.device)
+        gen = self._generator.on(state.s.device)
         s = state.s.expand(num_trajs, *state.s.shape)  # [P, E, N, m]
         steps = []
         for h in range(horizon):
@@ -111,7 +104,7 @@ class StudentPlanningModel:
             s, reward = student.step(s, steps[h], cond)
             total += weight * reward
             weight = weight * discount
-        pi = student.pi(s, cond, generator=self._rng(s.device)).action
+        pi = student.pi(s, cond, generator=self._generator.on(s.device)).action
         total += weight * student.q(s, pi, cond).mean(dim=0)
         return total.permute(1, 2, 0)  # [E, N, S]
 
