@@ -131,6 +131,7 @@ def build_eval_callback(
         max_steps=cfg.eval.max_steps,
         compare_expert=cfg.eval.compare_expert,
         seed=cfg.eval.seed,
+        latency_repeats=cfg.eval.latency_repeats,
     )
 
 

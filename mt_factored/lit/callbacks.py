@@ -9,7 +9,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
 from mt_factored.planning.base import MPPIConfig
-from mt_factored.planning.episodes import EpisodeStats, run_episodes
+from mt_factored.planning.episodes import EpisodeStats, run_episodes, single_env_latency_ms
 from mt_factored.planning.expert_adapter import ExpertPlanningModel
 from mt_factored.planning.mppi import MPPIPlanner
 from mt_factored.planning.student_adapter import StudentPlanningModel
@@ -37,6 +37,7 @@ class PlanningEvalCallback(L.Callback):
         max_steps: int | None = None,
         compare_expert: bool = True,
         seed: int = 0,
+        latency_repeats: int = 10,
     ) -> None:
         super().__init__()
         if len(tasks) != len(task_ids):
@@ -46,13 +47,15 @@ class PlanningEvalCallback(L.Callback):
         self.at_end = at_end
         self.every_n_steps, self.episodes, self.max_steps = every_n_steps, episodes, max_steps
         self.compare_expert, self.seed = compare_expert, seed
+        self.latency_repeats = latency_repeats
         self.expert_results: dict[str, EpisodeStats] = {}
         self.last_results: dict[str, EpisodeStats] = {}
         self._last_step_evaluated = -1
 
     def _evaluate(self, planner: MPPIPlanner, device) -> dict[str, EpisodeStats]:
-        return {
-            task: run_episodes(
+        results = {}
+        for task, task_id in zip(self.tasks, self.task_ids, strict=True):
+            stats = run_episodes(
                 planner,
                 task,
                 task_id,
@@ -62,8 +65,12 @@ class PlanningEvalCallback(L.Callback):
                 device=device,
                 max_steps=self.max_steps,
             )
-            for task, task_id in zip(self.tasks, self.task_ids, strict=True)
-        }
+            if self.latency_repeats > 0:
+                stats.plan_ms_single_env = single_env_latency_ms(
+                    planner, task, task_id, self.obs_dim, self.latency_repeats, device=device
+                )
+            results[task] = stats
+        return results
 
     @rank_zero_only
     def _run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

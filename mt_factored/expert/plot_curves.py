@@ -1,0 +1,136 @@
+"""Plot return vs agent steps of online expert runs (docs/expert_curves.png).
+
+    python -m mt_factored.expert.plot_curves                     # shipped quickstart logs
+    python -m mt_factored.expert.plot_curves runs/expert/*-cpu-s1 --out /tmp/curves.png
+
+Each run folder (a trainer `run_dir`, or `checkpoints/quickstart/logs/<task>`) holds
+`train.csv`, `eval.csv` and `config.yaml`. One panel per task: training-episode returns
+(exploration mode), evaluation returns (MPPI eval mode, mean ± std over the eval
+episodes) and, dashed, the mean return of uniform random actions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from mt_factored.constants import REPO_ROOT
+
+DEFAULT_LOGS = REPO_ROOT / "checkpoints" / "quickstart" / "logs"
+DEFAULT_OUT = REPO_ROOT / "docs" / "expert_curves.png"
+
+
+def read_rows(path: Path) -> list[dict[str, float]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [
+            {k: float(v) if v not in ("", None) else np.nan for k, v in r.items()}
+            for r in csv.DictReader(f)
+        ]
+
+
+def random_return(task: str, episodes: int = 10, seed: int = 100) -> tuple[float, float]:
+    """Mean and std return of uniform random actions over `episodes` episodes."""
+    from mt_factored.tasks import make_env
+
+    returns = []
+    for i in range(episodes):
+        env = make_env(task, seed=seed + i)
+        rng = np.random.default_rng(seed + i)
+        env.reset()
+        total, done = 0.0, False
+        while not done:
+            _, reward, done, _ = env.step(rng.uniform(-1.0, 1.0, env.action_dim))
+            total += reward
+        returns.append(total)
+    return float(np.mean(returns)), float(np.std(returns))
+
+
+def plot(run_dirs: list[Path], out: Path, random_episodes: int = 10) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = []
+    for run in run_dirs:
+        config = (
+            OmegaConf.to_container(OmegaConf.load(run / "config.yaml"))
+            if (run / "config.yaml").is_file()
+            else {}
+        )
+        task = config.get("task", run.name)
+        runs.append((task, config, read_rows(run / "train.csv"), read_rows(run / "eval.csv")))
+    if not runs:
+        raise SystemExit("no run folders given / found")
+    cols = min(2, len(runs))
+    rows = (len(runs) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.6 * rows), squeeze=False)
+    for ax, (task, config, train, evals) in zip(axes.flat, runs, strict=False):
+        if train:
+            ax.plot(
+                [r["step"] for r in train],
+                [r["return"] for r in train],
+                ".",
+                ms=3,
+                alpha=0.5,
+                color="tab:blue",
+                label="training episode (explore)",
+            )
+        if evals:
+            steps = np.array([r["step"] for r in evals])
+            mean = np.array([r["return"] for r in evals])
+            std = np.array([r["return_std"] for r in evals])
+            ax.plot(
+                steps,
+                mean,
+                "o-",
+                color="tab:orange",
+                label=f"eval (MPPI mean, {int(evals[-1]['episodes'])} ep.)",
+            )
+            ax.fill_between(steps, mean - std, mean + std, color="tab:orange", alpha=0.2)
+        if random_episodes > 0:
+            rmean, _ = random_return(task, random_episodes)
+            ax.axhline(
+                rmean, ls="--", color="gray", label=f"uniform random ({random_episodes} ep.)"
+            )
+        seed_steps = config.get("seed_steps")
+        size = config.get("model_size", "?")
+        ax.set_title(
+            f"{task} (size {size})" + ("" if seed_steps is None else f", {seed_steps} seed steps")
+        )
+        ax.set_xlabel("agent steps (action repeat 2)")
+        ax.set_ylabel("episode return")
+        ax.set_ylim(0, 1050)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    for ax in list(axes.flat)[len(runs) :]:
+        ax.axis("off")
+    fig.suptitle("Online single-task TD-MPC2 experts (mt_factored.expert.train)")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "runs", nargs="*", type=Path, help=f"run folders (default: {DEFAULT_LOGS}/*)"
+    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--random-episodes", type=int, default=10, help="0 = no random baseline")
+    args = parser.parse_args(argv)
+    runs = args.runs or sorted(p for p in DEFAULT_LOGS.glob("*") if p.is_dir())
+    print(plot(runs, args.out, args.random_episodes))
+
+
+if __name__ == "__main__":
+    main()
