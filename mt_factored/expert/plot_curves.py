@@ -99,11 +99,8 @@ def plot(run_dirs: list[Path], out: Path, random_episodes: int = 10) -> Path:
             ax.axhline(
                 rmean, ls="--", color="gray", label=f"uniform random ({random_episodes} ep.)"
             )
-        seed_steps = config.get("seed_steps")
-        size = config.get("model_size", "?")
-        ax.set_title(
-            f"{task} (size {size})" + ("" if seed_steps is None else f", {seed_steps} seed steps")
-        )
+        size, seed = config.get("model_size", "?"), config.get("seed", "?")
+        ax.set_title(f"{task} (size {size}, seed {seed})")
         ax.set_xlabel("agent steps (action repeat 2)")
         ax.set_ylabel("episode return")
         ax.set_ylim(0, 1050)
