@@ -139,6 +139,61 @@ def test_running_scale_tracks_percentile_range() -> None:
     assert scale.value.item() == pytest.approx(23.25)
 
 
+def test_one_update_moves_the_target_by_tau_and_leaves_eval_mode() -> None:
+    from mt_factored.expert.model import TDMPC2Expert
+    from mt_factored.expert.online_learner import TDMPC2Learner
+
+    torch.manual_seed(0)
+    config = build_expert_config(
+        "cartpole-balance", "cpu", {"enc_dim": 16, "mlp_dim": 16, "latent_dim": 16}
+    )
+    expert = TDMPC2Expert(config).eval()
+    learner_cfg = dict(
+        lr=1e-3, enc_lr_scale=0.3, pi_eps=1e-5, grad_clip_norm=20.0, rho=0.5,
+        consistency_coef=20.0, reward_coef=0.1, value_coef=0.1, entropy_coef=1e-4,
+        target_tau=0.25, scale_tau=0.01,
+    )  # fmt: skip
+    learner = TDMPC2Learner(expert, learner_cfg)
+    batch = {
+        "obs": torch.randn(4, 8, 5),
+        "action": torch.rand(3, 8, 1) * 2 - 1,
+        "reward": torch.rand(3, 8),
+    }
+    target_before = {k: v.clone() for k, v in expert._target_Qs_params.named_buffers()}
+    pi_before = [p.clone() for p in learner.pi_params]
+    terms = learner.update(batch)
+    online = dict(expert._Qs.params.named_parameters())
+    for name, target in expert._target_Qs_params.named_buffers():
+        expected = 0.75 * target_before[name] + 0.25 * online[name].detach()
+        torch.testing.assert_close(target, expected)
+    assert any(not torch.equal(a, b) for a, b in zip(pi_before, learner.pi_params, strict=True))
+    assert not expert.training and learner.updates == 1
+    assert all(np.isfinite(v) for v in terms.values())
+    assert all(p.grad is None for p in expert.parameters())
+
+
+def test_shipped_quickstart_assets_load() -> None:
+    from mt_factored.constants import SHIPPED_CHECKPOINTS_DIR, SHIPPED_DATA_DIR
+    from mt_factored.data.chunks import read_chunk
+    from mt_factored.expert import load_single_task_expert
+    from mt_factored.tasks import get_task_set
+
+    mt30 = get_task_set("mt30")
+    experts = sorted((SHIPPED_CHECKPOINTS_DIR / "quickstart").glob("*.pt"))
+    if not experts:
+        pytest.skip("no shipped quickstart experts in this checkout")
+    for path in experts:
+        task = path.stem
+        expert = load_single_task_expert(path, task)
+        assert expert.num_learnable_parameters() < 1_000_000
+        assert path.stat().st_size < 20 * 2**20
+        data = SHIPPED_DATA_DIR / "quickstart" / f"{task}.pt"
+        chunk = read_chunk(data)
+        assert (chunk["task"] == mt30.index(task)).all()
+        assert chunk["obs"].shape[1:] == (501, MT_OBS_DIM)
+        assert data.stat().st_size < 20 * 2**20
+
+
 # ------------------------------------------------------------------ training runs
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory) -> Path:
