@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from mt_factored.constants import RECIPES_DIR
 from mt_factored.expert.resolve import load_expert
 from mt_factored.planning.base import MPPIConfig, PlanningModel
-from mt_factored.planning.episodes import EpisodeStats, run_episodes, single_env_latency_ms
+from mt_factored.planning.episodes import EpisodeStats, evaluate_tasks
 from mt_factored.planning.expert_adapter import ExpertPlanningModel
 from mt_factored.planning.mppi import MPPIPlanner
 from mt_factored.planning.student_adapter import StudentPlanningModel
@@ -59,28 +59,25 @@ def evaluate_model(
     """Run ``model`` on every task of ``task_ids``; adds single-env latency to each result."""
     planning = MPPIConfig(**OmegaConf.to_container(cfg.planning, resolve=True))
     planner = MPPIPlanner(model, planning, generator=cfg.seed)
-    results = {}
-    for task, task_id in task_ids.items():
+
+    def progress_bar(task: str):
         bar = progress.add_task(f"{name} {task}", total=cfg.max_steps or 500)
-        video = Path(cfg.out_dir) / f"{name}-{task}.mp4" if cfg.video else None
-        stats = run_episodes(
-            planner,
-            task,
-            task_id,
-            obs_dim,
-            episodes=cfg.episodes,
-            seed=cfg.seed,
-            device=cfg.device,
-            eval_mode=cfg.eval_mode,
-            max_steps=cfg.max_steps,
-            video_path=video,
-            on_step=lambda n, bar=bar: progress.update(bar, completed=n),
-        )
-        stats.plan_ms_single_env = single_env_latency_ms(
-            planner, task, task_id, obs_dim, repeats=cfg.latency_repeats, device=cfg.device
-        )
-        results[task] = stats
-    return results
+        return lambda n: progress.update(bar, completed=n)
+
+    return evaluate_tasks(
+        planner,
+        task_ids,
+        obs_dim,
+        latency_repeats=cfg.latency_repeats,
+        video_dir=cfg.out_dir if cfg.video else None,
+        video_prefix=f"{name}-",
+        on_task=progress_bar,
+        episodes=cfg.episodes,
+        seed=cfg.seed,
+        device=cfg.device,
+        eval_mode=cfg.eval_mode,
+        max_steps=cfg.max_steps,
+    )
 
 
 def run(cfg: DictConfig) -> dict[str, dict[str, EpisodeStats]]:

@@ -9,7 +9,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
 from mt_factored.planning.base import MPPIConfig
-from mt_factored.planning.episodes import EpisodeStats, run_episodes, single_env_latency_ms
+from mt_factored.planning.episodes import EpisodeStats, evaluate_tasks
 from mt_factored.planning.expert_adapter import ExpertPlanningModel
 from mt_factored.planning.mppi import MPPIPlanner
 from mt_factored.planning.student_adapter import StudentPlanningModel
@@ -53,24 +53,16 @@ class PlanningEvalCallback(L.Callback):
         self._last_step_evaluated = -1
 
     def _evaluate(self, planner: MPPIPlanner, device) -> dict[str, EpisodeStats]:
-        results = {}
-        for task, task_id in zip(self.tasks, self.task_ids, strict=True):
-            stats = run_episodes(
-                planner,
-                task,
-                task_id,
-                self.obs_dim,
-                episodes=self.episodes,
-                seed=self.seed,
-                device=device,
-                max_steps=self.max_steps,
-            )
-            if self.latency_repeats > 0:
-                stats.plan_ms_single_env = single_env_latency_ms(
-                    planner, task, task_id, self.obs_dim, self.latency_repeats, device=device
-                )
-            results[task] = stats
-        return results
+        return evaluate_tasks(
+            planner,
+            dict(zip(self.tasks, self.task_ids, strict=True)),
+            self.obs_dim,
+            latency_repeats=self.latency_repeats,
+            episodes=self.episodes,
+            seed=self.seed,
+            device=device,
+            max_steps=self.max_steps,
+        )
 
     @rank_zero_only
     def _run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -160,6 +160,45 @@ def single_env_latency_ms(
     return float(statistics.fmean(times))
 
 
+def evaluate_tasks(
+    planner: MPPIPlanner,
+    task_ids: dict[str, int],
+    obs_dim: int,
+    latency_repeats: int = 10,
+    video_dir: str | Path | None = None,
+    video_prefix: str = "",
+    on_task: Callable[[str], Callable[[int], None] | None] | None = None,
+    **episode_kwargs,
+) -> dict[str, EpisodeStats]:
+    """:func:`run_episodes` for every task, plus single-env latency when ``latency_repeats > 0``.
+
+    Args:
+        task_ids: task name -> id in the model's task set, in evaluation order.
+        video_dir: write ``<video_prefix><task>.mp4`` of each task's first episode there.
+        on_task: called with the task name before it runs; may return an ``on_step`` callback.
+        episode_kwargs: ``episodes``, ``seed``, ``device``, ``eval_mode``, ``max_steps``.
+    """
+    results = {}
+    for task, task_id in task_ids.items():
+        video = Path(video_dir) / f"{video_prefix}{task}.mp4" if video_dir is not None else None
+        on_step = on_task(task) if on_task is not None else None
+        stats = run_episodes(
+            planner, task, task_id, obs_dim, video_path=video, on_step=on_step, **episode_kwargs
+        )
+        if latency_repeats > 0:
+            stats.plan_ms_single_env = single_env_latency_ms(
+                planner,
+                task,
+                task_id,
+                obs_dim,
+                repeats=latency_repeats,
+                seed=episode_kwargs.get("seed", 0),
+                device=episode_kwargs.get("device", "cpu"),
+            )
+        results[task] = stats
+    return results
+
+
 def write_video(path: str | Path, frames: list[np.ndarray], fps: int = 30) -> Path | None:
     """Write frames to mp4 (needs the ``video`` extra: imageio-ffmpeg). Returns the path."""
     path = Path(path)
