@@ -1,6 +1,6 @@
 """Evaluate experts and students in dm_control.
 
-    python -m mt_factored.evaluate expert=checkpoints/quickstart/cartpole-balance.pt \
+    python -m mt_factored.evaluate "expert={cartpole-balance: checkpoints/quickstart/cartpole-balance.pt}" \
         tasks=[cartpole-balance] episodes=10 video=true
 
 Prints a table per model (mean ± std return, planning ms per step for one env) and,

@@ -338,7 +338,9 @@ class OnlineTrainer:
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.cfg, self.run_dir / "config.yaml", resolve=True)
-        self.maybe_resume()
+        if not self.maybe_resume():  # a fresh run: drop logs of an earlier one in run_dir
+            self.train_csv.truncate(0)
+            self.eval_csv.truncate(0)
         steps = int(self.cfg.steps)
         total_params = self.expert.num_learnable_parameters()
         log.info("%s: %d learnable parameters, %s", self.cfg.task, total_params, self.device)
