@@ -40,7 +40,12 @@ class DistillConfig:
     """Weight of the value term."""
     policy_coef: float = 1.0
     """Weight of the policy-prior term: MSE between the student's and the expert's
-    deterministic actions along the rollouts (on detached student latents; 0 disables)."""
+    deterministic actions along the rollouts (0 disables)."""
+    policy_shapes_latents: bool = False
+    """Let the policy term's gradient reach the student's latents (encoder and dynamics).
+    TD-MPC2 detaches its policy from the latents because its policy loss maximises Q; here
+    the term is a regression onto the expert's actions, a dense signal about the state that
+    the ranking terms (differences between noise samples only) give the encoder slowly."""
     consistency_coef: float = 0.0
     """Weight of a TD-MPC2 latent consistency term (0 = off, as the paper finds it harmful):
     the student's next latents under the data actions vs its encoding of the next obs."""

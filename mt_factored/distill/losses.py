@@ -171,8 +171,10 @@ def student_losses(
     )
 
     if with_pi:
-        # The policy prior reads the latents but does not shape them (TD-MPC2 detaches too).
-        pi_mean = student.pi(st.latents[:horizon, :k].detach(), cond).mean  # [H, K, B, N, G]
+        latents = st.latents[:horizon, :k]
+        if not cfg.policy_shapes_latents:  # TD-MPC2's choice: the prior only reads the latents
+            latents = latents.detach()
+        pi_mean = student.pi(latents, cond).mean  # [H, K, B, N, G]
         pi_env = student.merge_actions(pi_mean, task)  # [H, K, B, A]
         out["loss/policy"] = (weights * masked_mse(pi_env, ex.pi_mean, mask).mean(dim=(1, 2))).sum()
         total = total + cfg.policy_coef * out["loss/policy"]

@@ -1,9 +1,10 @@
 """Single-task dm_control environment with TD-MPC2's wrapper stack (numpy in, numpy out).
 
 The stack, innermost first (spec section 3): dm_control env (stock time limit, never
-terminates early) -> action rescale (identity: every task's native bounds are [-1, 1],
-checked at construction) -> flatten observation to float32 + action repeat 2, reward =
-sum of both steps -> timeout after `episode_length` agent steps.
+terminates early) -> action rescale from [-1, 1] to the native bounds (the identity for
+every mt30 task, whose bounds are [-1, 1]; quadruped's are not) -> flatten observation to
+float32 + action repeat 2, reward = sum of both steps -> timeout after `episode_length`
+agent steps.
 """
 
 from __future__ import annotations
@@ -41,11 +42,16 @@ class DMControlEnv:
         self._env = suite.load(
             spec.domain, spec.task, task_kwargs={"random": seed}, visualize_reward=False
         )
-        self._check_specs()
+        self._rescale = self._check_specs()
         self._t: int | None = None  # agent steps in the current episode; None: reset needed
 
-    def _check_specs(self) -> None:
-        """Fails loudly if dm_control's observation/action layout differs from the spec."""
+    def _check_specs(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Fails loudly if dm_control's observation/action layout differs from the spec.
+
+        Returns:
+            (offset, scale) mapping [-1, 1] onto the native action bounds, or None when the
+            bounds are [-1, 1] (no arithmetic, so those actions reach MuJoCo unchanged).
+        """
         obs_spec = self._env.observation_spec()
         keys = tuple((key, int(np.prod(s.shape))) for key, s in obs_spec.items())
         if keys != self.spec.obs_keys:
@@ -53,10 +59,17 @@ class DMControlEnv:
                 f"{self.spec.name}: dm_control observations {keys} != spec {self.spec.obs_keys}."
             )
         act = self._env.action_spec()
-        if act.shape != (self.action_dim,) or np.any(act.minimum != -1) or np.any(act.maximum != 1):
+        low, high = np.broadcast_to(act.minimum, act.shape), np.broadcast_to(act.maximum, act.shape)
+        if act.shape != (self.action_dim,) or not np.all(
+            np.isfinite(low) & np.isfinite(high) & (low < high)
+        ):
             raise RuntimeError(
-                f"{self.spec.name}: dm_control action spec {act} is not {self.action_dim} dims in [-1, 1]."
+                f"{self.spec.name}: dm_control action spec {act} is not {self.action_dim} finite bounded dims."
             )
+        if np.all(low == -1) and np.all(high == 1):
+            return None
+        scale = (high - low) / 2  # as dm_control's action_scale wrapper (TD-MPC2's rescale)
+        return low + scale, scale
 
     @property
     def physics(self):
@@ -85,8 +98,8 @@ class DMControlEnv:
         """Applies `action` for `action_repeat` dm_control steps.
 
         Args:
-            action: [action_dim] in [-1, 1]. Values outside are clipped, which is what
-                MuJoCo does anyway (every actuator is ctrl-limited to [-1, 1]).
+            action: [action_dim] in [-1, 1]. Values outside are clipped (MuJoCo clamps
+                controls to the actuator range anyway), then rescaled to the native bounds.
 
         Returns:
             (obs float32 [obs_dim], reward summed over the repeats, done, info). `done` is
@@ -103,6 +116,9 @@ class DMControlEnv:
         if not np.all(np.isfinite(action)):
             raise ValueError(f"{self.spec.name}: action has non-finite entries: {action}.")
         action = np.clip(action, -1.0, 1.0)
+        if self._rescale is not None:
+            offset, scale = self._rescale
+            action = offset + scale * action
         reward = 0.0
         for _ in range(self.spec.action_repeat):
             time_step = self._env.step(action)

@@ -1,4 +1,5 @@
-"""The known task sets, as data (mt30: the public TD-MPC2 30-task DMControl set).
+"""The known task sets, as data (mt30: the public TD-MPC2 30-task DMControl set; dmc_extra:
+stock DMControl tasks outside mt30, for finetuning to new embodiments).
 
 To add a task set, write its tasks as a tuple of `task_spec(...)` rows in task-id order
 and add `"<name>": TaskSet("<name>", rows)` to `TASK_SETS`. New dm_control tasks that
@@ -59,7 +60,30 @@ MT30 = TaskSet(
     ),
 )
 
-TASK_SETS: dict[str, TaskSet] = {"mt30": MT30}
+# Stock DMControl tasks outside mt30: embodiments the mt30 student never saw (finetuning
+# targets, `python -m mt_factored.finetune`). Native sizes; data recorded with this set is
+# padded to its widest task (quadruped: 78 observations, 12 actions).
+QUADRUPED = (
+    ("egocentric_state", 44),
+    ("torso_velocity", 3),
+    ("torso_upright", 1),
+    ("imu", 6),
+    ("force_torque", 24),
+)
+SWIMMER_SIX = (("joints", 5), ("to_target", 2), ("body_velocities", 18))
+POINT_MASS = (("position", 2), ("velocity", 2))
+
+DMC_EXTRA = TaskSet(
+    "dmc_extra",
+    (
+        task_spec("quadruped-walk", QUADRUPED, 12),
+        task_spec("quadruped-run", QUADRUPED, 12),
+        task_spec("swimmer-swimmer6", SWIMMER_SIX, 5),
+        task_spec("pointmass-easy", POINT_MASS, 2),
+    ),
+)
+
+TASK_SETS: dict[str, TaskSet] = {"mt30": MT30, "dmc_extra": DMC_EXTRA}
 
 
 def get_task_set(name: str) -> TaskSet:

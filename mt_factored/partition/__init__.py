@@ -1,0 +1,29 @@
+"""Sub-dynamics discovery (after ED2): propose a task's agents from its data.
+
+- `discover_partition` (`discover.py`): transitions -> influence of each action dim on each
+  state change -> cosine affinity of action dims -> average-linkage groups.
+- `task_transitions` (`transitions.py`): one task's ``(s, a, s')`` from chunks or shards.
+- `write_recipe` (`recipe.py`): a train recipe = a base recipe + ``student.partitions``.
+- ``python -m mt_factored.partition data=... task=...`` (`__main__.py`, `recipes/partition.yaml`).
+"""
+
+from mt_factored.partition.discover import (
+    PartitionResult,
+    action_affinity,
+    cluster_actions,
+    discover_partition,
+    influence_matrix,
+)
+from mt_factored.partition.recipe import recipe_text, write_recipe
+from mt_factored.partition.transitions import task_transitions
+
+__all__ = [
+    "PartitionResult",
+    "action_affinity",
+    "cluster_actions",
+    "discover_partition",
+    "influence_matrix",
+    "recipe_text",
+    "task_transitions",
+    "write_recipe",
+]

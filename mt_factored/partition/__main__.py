@@ -1,0 +1,147 @@
+"""Propose agents for a task from its data and write a train recipe that uses them.
+
+    python -m mt_factored.partition data=data/quickstart/walker-stand.pt task=walker-stand
+    python -m mt_factored.train recipe=quickstart-walker-stand-partition
+
+Settings and their meaning: ``recipes/partition.yaml``; the method: ``discover.py``.
+Prints, per task, each action dim's strongest state influences, the affinity matrix and
+the partition; writes ``<out_dir>/partition.json`` and the recipe.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from mt_factored.constants import RECIPES_DIR
+from mt_factored.partition.discover import PartitionResult, discover_partition
+from mt_factored.partition.recipe import train_command, write_recipe
+from mt_factored.partition.transitions import task_transitions
+from mt_factored.tasks import TaskSpec, get_task_set, make_env
+
+log = logging.getLogger(__name__)
+
+TOP_STATES = 3  # strongest state influences listed per action dim
+
+
+def actuator_names(spec: TaskSpec) -> list[str]:
+    """MuJoCo actuator names in action order (e.g. walker's right_hip ... left_ankle)."""
+    model = make_env(spec, seed=0).physics.model
+    return [model.id2name(i, "actuator") or f"a{i}" for i in range(spec.action_dim)]
+
+
+def state_names(spec: TaskSpec) -> list[str]:
+    """``key[i]`` for every entry of the flattened observation."""
+    return [key if size == 1 else f"{key}[{i}]" for key, size in spec.obs_keys for i in range(size)]
+
+
+def format_result(task: str, result: PartitionResult, actions: list[str], states: list[str]) -> str:
+    """Markdown: strongest influences per action dim, the affinity matrix, the groups."""
+    lines = [f"## {task}", "", "| action | strongest influence on state change |", "|---|---|"]
+    for name, row in zip(actions, result.influence, strict=True):
+        top = [j for j in np.argsort(-row)[:TOP_STATES] if row[j] > 0]
+        text = ", ".join(f"{states[j]} {row[j]:.2f}" for j in top) or "none significant"
+        lines.append(f"| {name} | {text} |")
+    lines += ["", "| affinity | " + " | ".join(actions) + " |", "|---" * (len(actions) + 1) + "|"]
+    for name, row in zip(actions, result.affinity, strict=True):
+        lines.append(f"| {name} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
+    lines.append("")
+    for pair, similarity in result.merges:
+        lines.append(f"merged {list(map(list, pair))} (link {similarity:.2f})")
+    named = [[actions[j] for j in group] for group in result.partition]
+    lines.append(f"partition: {[list(g) for g in result.partition]} = {named}")
+    return "\n".join(lines)
+
+
+def result_json(result: PartitionResult, actions: list[str], states: list[str]) -> dict:
+    return {
+        "partition": [list(g) for g in result.partition],
+        "actions": actions,
+        "states": states,
+        "influence": result.influence.round(6).tolist(),
+        "affinity": result.affinity.round(6).tolist(),
+        "merges": [
+            {"groups": [list(g) for g in pair], "affinity": round(sim, 6)}
+            for pair, sim in result.merges
+        ],
+    }
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def run(cfg: DictConfig) -> dict[str, PartitionResult]:
+    """Discover a partition per task of ``cfg.task``; write the JSON report and the recipe."""
+    tasks = [cfg.task] if isinstance(cfg.task, str) else list(cfg.task)
+    task_set = get_task_set(cfg.task_set)
+    data = OmegaConf.to_container(cfg.data) if OmegaConf.is_config(cfg.data) else cfg.data
+    results, report = {}, {}
+    for task in tasks:
+        spec = task_set[task]
+        obs, next_obs, action = task_transitions(
+            data, task, task_set, max_episodes=cfg.max_episodes, seed=cfg.seed
+        )
+        result = discover_partition(
+            obs,
+            next_obs,
+            action,
+            method=cfg.method,
+            ridge=cfg.ridge,
+            min_t=cfg.min_t,
+            threshold=cfg.threshold,
+            num_groups=cfg.num_groups,
+            linkage=cfg.linkage,
+        )
+        actions, states = actuator_names(spec), state_names(spec)
+        print(format_result(task, result, actions, states) + "\n")
+        results[task] = result
+        report[task] = result_json(result, actions, states) | {"transitions": len(obs)}
+    settings = (
+        "method",
+        "ridge",
+        "min_t",
+        "linkage",
+        "threshold",
+        "num_groups",
+        "max_episodes",
+        "seed",
+    )
+    report["_settings"] = {k: cfg[k] for k in settings} | {"data": data}
+    _write_json(Path(cfg.out_dir) / "partition.json", report)
+    if cfg.write_recipe:
+        name = cfg.name or f"{cfg.base}-{'-'.join(tasks)}-partition"
+        command = train_command(name, cfg.recipe_dir)
+        comments = [
+            f"  {command}",
+            f"data: {data}; method={cfg.method} ridge={cfg.ridge} min_t={cfg.min_t} "
+            f"linkage={cfg.linkage} "
+            + (f"num_groups={cfg.num_groups}" if cfg.num_groups else f"threshold={cfg.threshold}"),
+        ]
+        path = write_recipe(
+            name,
+            cfg.base,
+            {task: r.partition for task, r in results.items()},
+            comments=comments,
+            recipe_dir=cfg.recipe_dir,
+        )
+        print(f"wrote {path}\ntrain with: {command}")
+    return results
+
+
+@hydra.main(version_base="1.3", config_path=str(RECIPES_DIR), config_name="partition")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()
