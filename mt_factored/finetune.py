@@ -202,6 +202,10 @@ def run(cfg: DictConfig) -> dict:
     if ckpt_path:
         log.info("resuming from %s", ckpt_path)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    if cfg.eval.at_end and not evaluator.last_results:
+        # Re-running a finished run restores it at max_steps; Lightning then skips the loop
+        # and its on_train_end, so the final evaluation (and table) would be missing.
+        evaluator.evaluate_now(trainer, module)
     if trainer.is_global_zero and evaluator.last_results:
         print(comparison_table(evaluator.last_results, evaluator.expert_results))
     return {"student": evaluator.last_results, "expert": evaluator.expert_results}

@@ -28,14 +28,38 @@ def returns_table(results: Mapping[str, EpisodeStats], title: str = "return") ->
     return "\n".join(lines)
 
 
+def budget_label(stats: EpisodeStats | None) -> str:
+    """``"512x6"`` from the MPPI budget recorded in ``stats.extra`` (empty when unknown)."""
+    if stats is None or "budget" not in stats.extra:
+        return ""
+    samples, iterations = stats.extra["budget"]
+    return f"{samples}x{iterations}"
+
+
 def comparison_table(
     student: Mapping[str, EpisodeStats], expert: Mapping[str, EpisodeStats]
 ) -> str:
-    """Student vs expert per task: returns, ratio, planning ms/step of each and the speedup."""
-    lines = [
-        "| task | expert return | student return | ratio | expert ms/step | student ms/step | speedup |",
-        "|---|---|---|---|---|---|---|",
+    """Student vs expert per task: returns, ratio, planning ms/step of each and the speedup.
+
+    Each model plans with the MPPI budget (samples x iterations) named in the header. When
+    the student planned with a smaller budget than the expert, one more column gives the
+    student's latency at the expert's budget, so the speedup at equal settings stays visible.
+    """
+    first_s, first_e = next(iter(student.values()), None), next(iter(expert.values()), None)
+    s_budget, e_budget = budget_label(first_s), budget_label(first_e)
+    equal = any("plan_ms_at_expert_budget" in s.extra for s in student.values())
+    head = [
+        "task",
+        "expert return",
+        "student return",
+        "ratio",
+        f"expert ms/step{f' ({e_budget})' if e_budget else ''}",
+        f"student ms/step{f' ({s_budget})' if s_budget else ''}",
+        "speedup",
     ]
+    if equal:
+        head += [f"student ms/step ({e_budget or 'expert budget'})", "speedup at equal budget"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     ratios = []
     for task, s in student.items():
         e = expert.get(task)
@@ -46,9 +70,19 @@ def comparison_table(
             if abs(e.mean) > 1e-8:
                 ratios.append(s.mean / e.mean)
                 ratio = f"{ratios[-1]:.2f}"
-            if s_ms != "-" and e_ms != "-" and float(s_ms) > 0:
-                speed = f"{float(e_ms) / float(s_ms):.0f}x"
-        lines.append(f"| {task} | {e_ret} | {s_ret} | {ratio} | {e_ms} | {s_ms} | {speed} |")
+            speed = _speedup(e_ms, s_ms)
+        row = [task, e_ret, s_ret, ratio, e_ms, s_ms, speed]
+        if equal:
+            eq_ms = s.extra.get("plan_ms_at_expert_budget")
+            eq = f"{eq_ms:.1f}" if eq_ms is not None else "-"
+            row += [eq, _speedup(e_ms, eq)]
+        lines.append("| " + " | ".join(row) + " |")
     if ratios:
-        lines.append(f"| **mean** | | | {sum(ratios) / len(ratios):.2f} | | | |")
+        lines.append(f"| **mean** | | | {sum(ratios) / len(ratios):.2f} |" + " |" * (len(head) - 4))
     return "\n".join(lines)
+
+
+def _speedup(slow_ms: str, fast_ms: str) -> str:
+    if "-" in (slow_ms, fast_ms) or float(fast_ms) <= 0:
+        return "-"
+    return f"{float(slow_ms) / float(fast_ms):.0f}x"

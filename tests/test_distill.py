@@ -18,6 +18,7 @@ from mt_factored.distill import (
     perturb_actions,
     ranking_kl,
     student_rollout,
+    task_scale,
 )
 from mt_factored.expert import TDMPC2Expert
 from mt_factored.student import FactoredStudent, StudentConfig
@@ -91,6 +92,39 @@ def test_normalised_kl_is_scale_free() -> None:
     torch.testing.assert_close(flat, uniform, atol=1e-3, rtol=0)
 
 
+def test_task_scale_pools_the_spread_of_each_task() -> None:
+    gen = torch.Generator().manual_seed(0)
+    expert = torch.randn(3, 10, 6, generator=gen)  # [H, K, B]
+    expert[:, :, 1] *= 1e-3  # a window whose samples the expert barely separates
+    task = torch.tensor([4, 4, 1, 1, 1, 9])
+    scale = task_scale(expert, 1, task, floor=1e-6)
+    assert scale.shape == (3, 1, 6)
+    std = expert.std(dim=1)
+    for windows in ([0, 1], [2, 3, 4], [5]):
+        pooled = std[:, windows].square().mean(dim=1).sqrt()
+        for w in windows:
+            torch.testing.assert_close(scale[:, 0, w], pooled)
+    # The flat window is not stretched to unit spread: its target stays near uniform.
+    target = torch.softmax(expert / scale, dim=1)[:, :, 1]
+    assert (target - 0.1).abs().max() < 1e-2
+    assert task_scale(1e-9 * expert, 1, task, floor=0.5).eq(0.5).all()
+    with pytest.raises(ValueError, match="normalize must be"):
+        DistillConfig(normalize="batch")
+
+
+def test_policy_term_shapes_latents_only_when_asked(expert) -> None:
+    batch = make_batch([WALKER, REACHER])
+    grads = {}
+    for shapes in (False, True):
+        student = make_student()
+        cfg = DistillConfig(reward_coef=0.0, value_coef=0.0, policy_shapes_latents=shapes)
+        out = distill_losses(student, expert, batch, cfg, torch.Generator().manual_seed(0))
+        out["loss"].backward()
+        encoder = student.encoder_parameters()
+        grads[shapes] = sum(p.grad.abs().sum() for p in encoder if p.grad is not None)
+    assert grads[False] == 0 and grads[True] > 0
+
+
 def test_masked_mse_by_hand() -> None:
     pred = torch.tensor([[1.0, 2.0, 5.0], [0.0, 0.0, 0.0]])
     target = torch.tensor([[0.0, 0.0, -1.0], [1.0, 1.0, 1.0]])
@@ -108,6 +142,21 @@ def test_perturbed_actions_are_masked_clamped_and_seeded() -> None:
     assert a[:, 0, 0, 0].std() > 0.1
     kept = perturb_actions(action, mask, 4, 0.5, keep_data_action=True)
     assert kept.shape == (5, 2, 1, 3) and torch.equal(kept[4], action * mask[:, None])
+
+
+def test_noise_std_per_sample() -> None:
+    cfg = DistillConfig(num_noise_samples=5, noise_std=[0.0, 2.0])
+    assert cfg.sample_stds() == (0.0, 2.0, 0.0, 2.0, 0.0)
+    assert DistillConfig(noise_std=0.3).sample_stds() == (0.3,) * 10
+    action = torch.full((64, 1, 1), 0.2)
+    a = perturb_actions(action, torch.ones(64, 1), 5, cfg.sample_stds(), torch.Generator())
+    assert torch.all(a[0::2] == 0.2)  # std 0: the data action itself
+    wide = a[1::2]
+    assert (wide.abs() == 1).float().mean() > 0.4  # std 2: mostly clamped, like MPPI's start
+    with pytest.raises(ValueError, match="one noise std per sample"):
+        perturb_actions(action, torch.ones(64, 1), 5, (0.1, 0.2), torch.Generator())
+    with pytest.raises(ValueError, match="noise_std must be >= 0"):
+        DistillConfig(noise_std=[0.3, -1.0])
 
 
 # --------------------------------------------------------------------- distill_losses

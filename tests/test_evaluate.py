@@ -81,3 +81,35 @@ def test_evaluate_needs_a_model(tmp_path: Path) -> None:
     out = evaluate("tasks=[cartpole-balance]", f"out_dir={tmp_path}", cwd=tmp_path)
     assert out.returncode != 0
     assert "nothing to evaluate: pass expert=... and/or student=..." in out.stderr
+
+
+def test_comparison_table_names_budgets_and_equal_budget_speedup() -> None:
+    from mt_factored.planning.episodes import EpisodeStats
+    from mt_factored.report import comparison_table
+
+    def stats(returns, ms, budget, **extra):
+        return EpisodeStats(
+            "walker-stand",
+            returns,
+            ms,
+            1,
+            plan_ms_single_env=ms,
+            extra={"budget": budget, **extra},
+        )
+
+    expert = {"walker-stand": stats([900.0, 1000.0], 100.0, (512, 6))}
+    student = {
+        "walker-stand": stats([950.0], 5.0, (128, 2), plan_ms_at_expert_budget=25.0),
+    }
+    lines = comparison_table(student, expert).splitlines()
+    assert lines[0] == (
+        "| task | expert return | student return | ratio | expert ms/step (512x6) | "
+        "student ms/step (128x2) | speedup | student ms/step (512x6) | speedup at equal budget |"
+    )
+    assert lines[2] == (
+        "| walker-stand | 950.0 ± 50.0 | 950.0 ± 0.0 | 1.00 | 100.0 | 5.0 | 20x | 25.0 | 4x |"
+    )
+    assert lines[3].startswith("| **mean** | | | 1.00 |")
+    # Same budget for both: no equal-budget columns.
+    del student["walker-stand"].extra["plan_ms_at_expert_budget"]
+    assert "equal budget" not in comparison_table(student, expert)

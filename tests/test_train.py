@@ -82,6 +82,11 @@ def test_resume_matches_uninterrupted_run(assets, tmp_path) -> None:
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
 
+    # Re-running the finished run trains nothing more but still evaluates and reports.
+    again = run(compose_train(smoke_overrides(assets, resumed, "trainer.max_steps=8")))
+    assert set(again["student"]) == {"cartpole-balance", "reacher-easy"}
+    torch.testing.assert_close(student_state(resumed), b, rtol=0, atol=0)
+
 
 def test_missing_data_and_expert_say_what_to_run(assets, tmp_path) -> None:
     from mt_factored.expert.resolve import ExpertNotFoundError
@@ -110,12 +115,20 @@ def test_smoke_command_trains_and_prints_table(assets, tmp_path) -> None:
         "-m",
         "mt_factored.train",
         *smoke_overrides(
-            assets, tmp_path, "trainer.max_steps=60", "trainer.log_every_n_steps=1", "optim.lr=3e-3"
+            assets,
+            tmp_path,
+            "trainer.max_steps=60",
+            "trainer.log_every_n_steps=1",
+            "optim.lr=3e-3",
+            "eval.student_planning={num_samples: 16, num_elites: 4, num_pi_trajs: 2}",
         ),
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "| cartpole-balance |" in out.stdout and "student return" in out.stdout
+    # The student planned with its own budget; its latency at the expert's is shown too.
+    assert "student ms/step (16x2)" in out.stdout and "expert ms/step (64x2)" in out.stdout
+    assert "student ms/step (64x2) | speedup at equal budget" in out.stdout
     losses = read_losses(tmp_path)
     assert len(losses) >= 50
     first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10

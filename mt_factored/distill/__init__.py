@@ -13,6 +13,7 @@ from mt_factored.distill.losses import (
     masked_mse,
     ranking_kl,
     student_losses,
+    task_scale,
 )
 from mt_factored.distill.rollout import (
     ExpertRollout,
@@ -29,6 +30,7 @@ __all__ = [
     "distill_losses",
     "expert_rollout",
     "expert_scale",
+    "task_scale",
     "masked_mse",
     "perturb_actions",
     "ranking_kl",

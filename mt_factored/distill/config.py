@@ -30,8 +30,12 @@ class DistillConfig:
     expert's rewards and values directly (ablation, raw scale)."""
     num_noise_samples: int = 10
     """K: perturbed copies of each window's action sequence."""
-    noise_std: float = 0.3
-    """Standard deviation of the Gaussian action noise (actions then clamped to [-1, 1])."""
+    noise_std: float | tuple[float, ...] = 0.3
+    """Standard deviation of the Gaussian action noise (actions then clamped to [-1, 1]).
+    A list gives one std per noise sample, cycled over the K samples: e.g. ``[0.3, 2.0]``
+    ranks half the samples near the data actions and half as spread as MPPI's first
+    iteration (std 2, mostly clamped to the bounds), so the student also learns how the
+    expert rates the far-off actions a planner will try."""
     rho: float = 0.5
     """Weight decay over the horizon: step h weighs rho^h."""
     reward_coef: float = 0.5
@@ -53,9 +57,11 @@ class DistillConfig:
     """T_s of the student's softmax (unit-free with ``normalize``)."""
     expert_temperature: float = 1.0
     """T_e of the expert's softmax (unit-free with ``normalize``)."""
-    normalize: bool = True
-    """Divide each window's returns by the expert's std over the K samples (see class doc);
-    False: temperatures act on raw rewards and values."""
+    normalize: bool | str = True
+    """True or "window": divide each window's returns by the expert's std over the K samples
+    (see class doc); "task": by that std's root mean square over the batch's windows of the
+    same task, so windows where the expert barely separates the samples keep near-uniform
+    targets instead of amplified noise; False or "none": temperatures act on raw returns."""
     reward_std_floor: float = 0.01
     """Smallest divisor for rewards (reward units), so a window whose K rewards the
     expert cannot tell apart gives a near-uniform target, not amplified noise."""
@@ -69,8 +75,16 @@ class DistillConfig:
             raise ValueError(
                 f"num_noise_samples must be >= 2 to rank, got {self.num_noise_samples}"
             )
-        if self.noise_std < 0:
-            raise ValueError(f"noise_std must be >= 0, got {self.noise_std}")
+        if self.normalize not in (True, False, "window", "task", "none"):
+            raise ValueError(
+                f"DistillConfig.normalize must be true, false, 'window', 'task' or 'none', "
+                f"got {self.normalize!r}"
+            )
+        stds = self.noise_stds
+        if not stds or any(std < 0 for std in stds):
+            raise ValueError(
+                f"noise_std must be >= 0 (or a non-empty list of them), got {self.noise_std}"
+            )
         if not 0 < self.rho <= 1:
             raise ValueError(f"rho must be in (0, 1], got {self.rho}")
         for name in ("reward_coef", "value_coef", "policy_coef", "consistency_coef"):
@@ -84,6 +98,18 @@ class DistillConfig:
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"DistillConfig.{name} must be > 0, got {getattr(self, name)}")
+
+    @property
+    def noise_stds(self) -> tuple[float, ...]:
+        """``noise_std`` as a tuple (one entry when it is a single number)."""
+        if isinstance(self.noise_std, int | float):
+            return (float(self.noise_std),)
+        return tuple(float(std) for std in self.noise_std)
+
+    def sample_stds(self) -> tuple[float, ...]:
+        """The noise std of each of the K samples (``noise_std`` cycled)."""
+        stds = self.noise_stds
+        return tuple(stds[k % len(stds)] for k in range(self.num_noise_samples))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -33,6 +33,32 @@ def expert_scale(expert: torch.Tensor, dim: int, floor: float) -> torch.Tensor:
     return expert.detach().std(dim=dim, keepdim=True).clamp_min(floor)
 
 
+def task_scale(expert: torch.Tensor, dim: int, task: torch.Tensor, floor: float) -> torch.Tensor:
+    """Divisor of :func:`ranking_kl` shared by the windows of one task: the root mean square,
+    over the batch's windows of that task, of the expert's std over ``dim`` (kept), at least
+    ``floor``. ``expert`` is ``[..., B]`` with windows last; ``task`` is ``[B]``.
+
+    Unlike :func:`expert_scale` it does not stretch every window to unit spread: a window
+    whose K samples the expert barely tells apart keeps a near-uniform target, so the
+    signal goes to the windows where the action matters.
+    """
+    per_window = expert.detach().std(dim=dim, keepdim=True).square()  # [..., 1, ..., B]
+    _, inverse = torch.unique(task, return_inverse=True)
+    one_hot = torch.nn.functional.one_hot(inverse).to(per_window.dtype)  # [B, T]
+    per_task = (per_window @ one_hot) / one_hot.sum(dim=0)  # mean over each task's windows
+    return (per_task @ one_hot.T).sqrt().clamp_min(floor)
+
+
+def _scale(
+    expert: torch.Tensor, dim: int, task: torch.Tensor, floor: float, mode
+) -> torch.Tensor | float:
+    if mode in (False, "none"):
+        return 1.0
+    if mode == "task":
+        return task_scale(expert, dim, task, floor)
+    return expert_scale(expert, dim, floor)  # True / "window"
+
+
 def ranking_kl(
     student: torch.Tensor,
     expert: torch.Tensor,
@@ -118,7 +144,7 @@ def distill_losses(
     mask = student.merge_actions(student.agent_action_mask(task), task)  # [B, A]
     use_consistency = cfg.consistency_coef > 0
     actions = perturb_actions(
-        batch[ACTION].to(obs.dtype), mask, k, cfg.noise_std, generator, use_consistency
+        batch[ACTION].to(obs.dtype), mask, k, cfg.sample_stds(), generator, use_consistency
     )  # [K(+1), B, H, A], masked
     with_pi = cfg.policy_coef > 0 and student.pi_head is not None
     targets = expert_rollout(expert, obs[:, 0], actions[:k], task, with_pi)
@@ -151,10 +177,10 @@ def student_losses(
 
     out: dict[str, torch.Tensor] = {}
     if cfg.loss == "kl":
-        r_scale = expert_scale(ex.reward, 1, cfg.reward_std_floor) if cfg.normalize else 1.0
-        v_scale = (
-            expert_scale(ex.value, 1, cfg.value_std_floor).unsqueeze(1) if cfg.normalize else 1.0
-        )
+        r_scale = _scale(ex.reward, 1, task, cfg.reward_std_floor, cfg.normalize)
+        v_scale = _scale(ex.value, 1, task, cfg.value_std_floor, cfg.normalize)
+        if isinstance(v_scale, torch.Tensor):
+            v_scale = v_scale.unsqueeze(1)  # broadcast over the student's Q members
         temps = (cfg.student_temperature, cfg.expert_temperature)
         reward_term = ranking_kl(st_reward, ex.reward, 1, *temps, r_scale).mean(dim=-1)  # [H]
         value_term = ranking_kl(st_value, ex.value.unsqueeze(1), 2, *temps, v_scale).mean(

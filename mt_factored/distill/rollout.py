@@ -8,6 +8,7 @@ per-step outputs ``[H, K, B]``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -20,19 +21,25 @@ def perturb_actions(
     action: torch.Tensor,
     mask: torch.Tensor,
     num_samples: int,
-    noise_std: float,
+    noise_std: float | Sequence[float],
     generator: torch.Generator | None = None,
     keep_data_action: bool = False,
 ) -> torch.Tensor:
     """``num_samples`` noisy copies of ``action [B, H, A]``: ``[K, B, H, A]``.
 
-    Noise ``N(0, noise_std^2)`` is added, the result clamped to [-1, 1] and multiplied
+    Noise ``N(0, noise_std^2)`` is added (a sequence: one std per sample, length
+    ``num_samples``), the result clamped to [-1, 1] and multiplied
     by ``mask [B, A]`` (padded entries stay 0). With ``keep_data_action`` one more,
     unperturbed copy is appended as sample ``K``.
     """
     eps = torch.randn(
         (num_samples, *action.shape), generator=generator, dtype=action.dtype, device=action.device
     )
+    if not isinstance(noise_std, int | float):
+        if len(noise_std) != num_samples:
+            raise ValueError(f"need one noise std per sample ({num_samples}), got {len(noise_std)}")
+        noise_std = torch.tensor(noise_std, dtype=action.dtype, device=action.device)
+        noise_std = noise_std.view(num_samples, *([1] * action.dim()))
     noisy = (action + noise_std * eps).clamp_(-1.0, 1.0)
     if keep_data_action:
         noisy = torch.cat([noisy, action.unsqueeze(0)], dim=0)

@@ -128,11 +128,25 @@ class EpisodeReplay:
         self._starts = self._starts[self._starts >= gone] - gone
 
     # ------------------------------------------------------------------ reading
-    def sample(self, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-        """A batch of `batch_size` uniform windows, time-major, as float32 tensors."""
+    def sample(
+        self,
+        device: torch.device | str = "cpu",
+        batch_size: int | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """A batch of uniform windows, time-major, as float32 tensors.
+
+        Args:
+            batch_size: windows to draw (default: the buffer's ``batch_size``).
+            rng: draw from this generator instead of the buffer's own sampler stream (a
+                second learner, e.g. the online-distilled student, then leaves the expert's
+                batches untouched).
+        """
         if not len(self._starts):
             raise RuntimeError("the replay buffer holds no complete episode yet")
-        first = self._starts[self._rng.integers(len(self._starts), size=self.batch_size)]
+        rng = self._rng if rng is None else rng
+        size = self.batch_size if batch_size is None else batch_size
+        first = self._starts[rng.integers(len(self._starts), size=size)]
         rows = first[None, :] + np.arange(self.horizon + 1)[:, None]  # [H+1, B]
         out = {
             OBS: self._obs[rows],

@@ -6,7 +6,9 @@ replay buffer of whole episodes, periodic evaluation (MPPI eval mode), dataset c
 of every episode in the public format, CSV logs, public checkpoints, and a
 training-state file written atomically at episode boundaries so that re-running the
 same command continues exactly where it stopped. The update rule itself is
-`online_learner.TDMPC2Learner`; chunks and CSVs are `online_records`.
+`online_learner.TDMPC2Learner`; chunks and CSVs are `online_records`. With
+`distill.enabled` a factored student is distilled from the expert as it trains
+(`online_distill.OnlineDistiller`, Fac-TDMPC Appendix C.1).
 
 Every number comes from the recipe (`recipes/expert_train.yaml`).
 """
@@ -29,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from mt_factored.constants import ACTION, OBS, REWARD
 from mt_factored.expert.model import TDMPC2Expert
 from mt_factored.expert.online_config import build_expert_config, resolve_device
+from mt_factored.expert.online_distill import build_online_distiller
 from mt_factored.expert.online_learner import TDMPC2Learner
 from mt_factored.expert.online_records import ChunkRecorder, CsvLog, atomic_torch_save
 from mt_factored.expert.replay import EpisodeReplay
@@ -91,6 +94,8 @@ class OnlineTrainer:
         self.expert_config = build_expert_config(cfg.task, cfg.model_size, cfg.model)
         self.expert = TDMPC2Expert(self.expert_config).to(self.device).eval()
         self.learner = TDMPC2Learner(self.expert, cfg.learner)
+        # None unless distill.enabled; every use below is guarded, so without it nothing changes.
+        self.distiller = build_online_distiller(cfg, self.expert, self.seed_steps, self.device)
         self.replay = EpisodeReplay(
             self.expert_config.obs_dim,
             self.expert_config.action_dim,
@@ -117,8 +122,12 @@ class OnlineTrainer:
             action_dim=data_set.max_action_dim,
             episodes_per_chunk=int(cfg.record.episodes_per_chunk),
         )
-        self.train_csv = CsvLog(self.run_dir / TRAIN_CSV, TRAIN_FIELDS)
-        self.eval_csv = CsvLog(self.run_dir / EVAL_CSV, EVAL_FIELDS)
+        train_fields, eval_fields = TRAIN_FIELDS, EVAL_FIELDS
+        if self.distiller is not None:  # student columns after the expert's
+            train_fields += self.distiller.TRAIN_FIELDS
+            eval_fields += self.distiller.EVAL_FIELDS
+        self.train_csv = CsvLog(self.run_dir / TRAIN_CSV, train_fields)
+        self.eval_csv = CsvLog(self.run_dir / EVAL_CSV, eval_fields)
         self.step = 0
         self.episode = 0
         self.last_eval_step: int | None = None
@@ -130,12 +139,15 @@ class OnlineTrainer:
     # ---------------------------------------------------------------- state
     def _identity(self) -> dict[str, Any]:
         """What a resumed run must share with the saved one."""
-        return {
+        identity = {
             "task": self.cfg.task,
             "expert_config": self.expert_config.to_dict(),
             "episode_length": self.episode_length,
             "seed": int(self.cfg.seed),
         }
+        if self.distiller is not None:
+            identity["distill"] = self.distiller.identity()
+        return identity
 
     def state_dict(self) -> dict[str, Any]:
         rng = {
@@ -146,7 +158,7 @@ class OnlineTrainer:
         }
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        return {
+        state = {
             "format": STATE_FORMAT_VERSION,
             "identity": self._identity(),
             "step": self.step,
@@ -161,6 +173,9 @@ class OnlineTrainer:
             "recorder": self.recorder.state_dict(),
             "rng": rng,
         }
+        if self.distiller is not None:
+            state["distill"] = self.distiller.state_dict()
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if state.get("format") != STATE_FORMAT_VERSION:
@@ -181,6 +196,8 @@ class OnlineTrainer:
         self.learner.load_state_dict(state["learner"])
         self.replay.load_state_dict(state["replay"])
         self.recorder.load_state_dict(state["recorder"])
+        if self.distiller is not None:
+            self.distiller.load_state_dict(state["distill"])
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
         if "cuda" in rng and torch.cuda.is_available():
@@ -192,9 +209,12 @@ class OnlineTrainer:
         self.eval_csv.truncate(self.episode)
 
     def save(self) -> None:
-        """Writes the training state and the public checkpoint (both atomically)."""
+        """Writes the training state and the public checkpoint (both atomically), and the
+        student's folder (<run_dir>/student) when distilling."""
         atomic_torch_save(self.state_dict(), self.run_dir / STATE_NAME)
         self.expert.save_checkpoint(self.run_dir / EXPERT_NAME)
+        if self.distiller is not None:
+            self.distiller.save(self.run_dir / self.distiller.FOLDER, self.step)
 
     def maybe_resume(self) -> bool:
         path = self.run_dir / STATE_NAME
@@ -236,6 +256,8 @@ class OnlineTrainer:
                     self._episode_metrics.append(
                         self.learner.update(self.replay.sample(self.device))
                     )
+                    if self.distiller is not None:  # the student tracks the updated expert
+                        self.distiller.after_expert_update(self.replay, self.step)
             self.step += 1
             if done:
                 break
@@ -293,6 +315,8 @@ class OnlineTrainer:
         if self._episode_metrics:
             keys = self._episode_metrics[0]
             metrics = {k: float(np.mean([m[k] for m in self._episode_metrics])) for k in keys}
+        if self.distiller is not None:
+            metrics.update(self.distiller.pop_metrics())
         self.wall_s += time.perf_counter() - started
         self.train_csv.write(
             {
@@ -307,6 +331,12 @@ class OnlineTrainer:
         if self._eval_due(final):
             t = time.perf_counter()
             returns = self.evaluate()
+            student = {}
+            if self.distiller is not None:  # the student plans alone, same episodes
+                ev = self.cfg.eval
+                student = self.distiller.evaluate(
+                    self.mppi, int(ev.episodes), int(ev.seed), self.episode_length
+                )
             self.wall_s += time.perf_counter() - t
             self.last_eval, self.last_eval_step = float(np.mean(returns)), self.step
             self.eval_csv.write(
@@ -317,6 +347,7 @@ class OnlineTrainer:
                     "return_std": float(np.std(returns)),
                     "episodes": len(returns),
                     "wall_s": self.wall_s,
+                    **student,
                 }
             )
             log.info(
@@ -369,7 +400,10 @@ class OnlineTrainer:
                 ran += 1
                 self._after_episode(episode, began, final=self.step >= steps)
                 bar.update(self.step - step0)
-                bar.set_postfix(ret=f"{self.last_return:.1f}", eval=f"{self.last_eval:.1f}")
+                postfix = {"ret": f"{self.last_return:.1f}", "eval": f"{self.last_eval:.1f}"}
+                if self.distiller is not None:
+                    postfix.update(self.distiller.postfix())
+                bar.set_postfix(postfix)
                 log.info(
                     "step %d episode %d return %.1f", self.step, self.episode, self.last_return
                 )
@@ -379,6 +413,8 @@ class OnlineTrainer:
         if finished and self.cfg.export:
             self.expert.save_checkpoint(self.cfg.export)
             log.info("exported %s", self.cfg.export)
+        if finished and self.distiller is not None and self.cfg.distill.export:
+            self.distiller.save(Path(self.cfg.distill.export), self.step)
         return {
             "step": self.step,
             "episode": self.episode,
@@ -388,4 +424,5 @@ class OnlineTrainer:
             "wall_s": self.wall_s,
             "parameters": total_params,
             "run_dir": str(self.run_dir),
+            **(self.distiller.summary() if self.distiller is not None else {}),
         }

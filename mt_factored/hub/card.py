@@ -281,7 +281,7 @@ def reproduce_markdown(training: Mapping[str, Any] | None) -> str:
     lines.append("- `config.json`: every architecture field and the task facts")
     if training:
         lines += [
-            "- training settings (Lightning checkpoint hyperparameters):",
+            "- training settings:",
             "",
             "```yaml",
             yaml.safe_dump(dict(training), sort_keys=False).strip(),

@@ -116,6 +116,15 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
     return out
 
 
+def student_planning_config(cfg: DictConfig) -> MPPIConfig | None:
+    """The student's MPPI settings: ``planning`` with ``eval.student_planning`` on top (None
+    when that is empty: the student plans like the expert)."""
+    overrides = to_container(cfg.eval.get("student_planning")) or {}
+    if not overrides:
+        return None
+    return MPPIConfig(**{**to_container(cfg.planning), **overrides})
+
+
 def build_eval_callback(
     cfg: DictConfig, task_set: TaskSet, tasks: list[str]
 ) -> PlanningEvalCallback:
@@ -125,6 +134,7 @@ def build_eval_callback(
         task_ids=[task_set.index(t) for t in eval_tasks],
         obs_dim=task_set.max_obs_dim,
         planning=MPPIConfig(**to_container(cfg.planning)),
+        student_planning=student_planning_config(cfg),
         every_n_steps=cfg.eval.every_n_steps,
         at_end=cfg.eval.at_end,
         episodes=cfg.eval.episodes,

@@ -9,7 +9,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
 from mt_factored.planning.base import MPPIConfig
-from mt_factored.planning.episodes import EpisodeStats, evaluate_tasks
+from mt_factored.planning.episodes import EpisodeStats, evaluate_tasks, single_env_latency_ms
 from mt_factored.planning.expert_adapter import ExpertPlanningModel
 from mt_factored.planning.mppi import MPPIPlanner
 from mt_factored.planning.student_adapter import StudentPlanningModel
@@ -21,6 +21,12 @@ class PlanningEvalCallback(L.Callback):
     """Every ``every_n_steps`` optimizer steps (and at the end if ``at_end``), plan with the student in
     dm_control and log ``eval/<task>/student_return``; the expert is evaluated once on the
     same seeds (``eval/<task>/expert_return``) so the ratio is visible while training.
+
+    The student plans with ``student_planning`` when given (e.g. the smaller budget that
+    ``python -m mt_factored.budget_sweep`` found keeps its return), else with ``planning``
+    like the expert; with a different budget its single-env latency at the expert's
+    ``planning`` is measured too (``extra["plan_ms_at_expert_budget"]``) so the table shows
+    the speedup at equal settings beside the one at the student's own budget.
 
     Runs on global rank 0 only; other ranks wait at the next collective.
     """
@@ -38,6 +44,7 @@ class PlanningEvalCallback(L.Callback):
         compare_expert: bool = True,
         seed: int = 0,
         latency_repeats: int = 10,
+        student_planning: MPPIConfig | None = None,
     ) -> None:
         super().__init__()
         if len(tasks) != len(task_ids):
@@ -48,6 +55,7 @@ class PlanningEvalCallback(L.Callback):
         self.every_n_steps, self.episodes, self.max_steps = every_n_steps, episodes, max_steps
         self.compare_expert, self.seed = compare_expert, seed
         self.latency_repeats = latency_repeats
+        self.student_planning = student_planning or planning
         self.expert_results: dict[str, EpisodeStats] = {}
         self.last_results: dict[str, EpisodeStats] = {}
         self._last_step_evaluated = -1
@@ -73,10 +81,23 @@ class PlanningEvalCallback(L.Callback):
         was_training = pl_module.training
         pl_module.eval()
         try:
-            student_planner = MPPIPlanner(
-                StudentPlanningModel(pl_module.student), self.planning, generator=self.seed
-            )
+            student_model = StudentPlanningModel(pl_module.student)
+            student_planner = MPPIPlanner(student_model, self.student_planning, generator=self.seed)
             self.last_results = self._evaluate(student_planner, pl_module.device)
+            if self.student_planning != self.planning and self.latency_repeats > 0:
+                at_expert_budget = MPPIPlanner(student_model, self.planning, generator=self.seed)
+                for task, task_id in zip(self.tasks, self.task_ids, strict=True):
+                    self.last_results[task].extra["plan_ms_at_expert_budget"] = (
+                        single_env_latency_ms(
+                            at_expert_budget,
+                            task,
+                            task_id,
+                            self.obs_dim,
+                            repeats=self.latency_repeats,
+                            seed=self.seed,
+                            device=pl_module.device,
+                        )
+                    )
             if self.compare_expert and not self.expert_results:
                 expert_planner = MPPIPlanner(
                     ExpertPlanningModel(pl_module.expert), self.planning, generator=self.seed
@@ -101,6 +122,12 @@ class PlanningEvalCallback(L.Callback):
             step,
             ", ".join(f"{t}={s.mean:.1f}" for t, s in self.last_results.items()),
         )
+
+    def evaluate_now(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Evaluate at the current step unless already done there (e.g. after ``fit`` on a
+        checkpoint that had already reached ``max_steps``: Lightning then skips the
+        training loop and ``on_train_end``)."""
+        self._run(trainer, pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0:

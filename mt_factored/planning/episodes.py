@@ -195,6 +195,15 @@ def evaluate_tasks(
                 seed=episode_kwargs.get("seed", 0),
                 device=episode_kwargs.get("device", "cpu"),
             )
+        stats.extra["budget"] = (planner.config.num_samples, planner.config.iterations)
+        log.info(
+            "%s: return %.1f ± %.1f over %d episodes, %.1f ms per planning call",
+            task,
+            stats.mean,
+            stats.std,
+            len(stats.returns),
+            stats.plan_ms_per_call,
+        )
         results[task] = stats
     return results
 
