@@ -160,3 +160,23 @@ def markdown_table(headers: list[str], rows: list[list[object]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def variant_run_overrides(args: Any, variant: str) -> list[str]:
+    """Hydra overrides shared by the comparison benchmarks (partition ablation, finetune vs
+    scratch): every variant trains ``args.steps`` steps from fresh into
+    ``args.run_root/<variant>`` with ``args.seed``, then evaluates once at the end
+    (``args.episodes``, ``args.max_steps``); only the first variant evaluates the expert."""
+    return [
+        f"seed={args.seed}",
+        f"trainer.max_steps={args.steps}",
+        f"checkpoint.every_n_steps={args.steps}",
+        "resume=never",
+        f"run_dir='{args.run_root / variant}'",
+        "eval.every_n_steps=0",
+        "eval.at_end=true",
+        f"eval.episodes={args.episodes}",
+        f"eval.max_steps={args.max_steps if args.max_steps else 'null'}",
+        f"eval.compare_expert={'true' if variant == args.variants[0] else 'false'}",
+        "trainer.enable_progress_bar=false",
+    ]

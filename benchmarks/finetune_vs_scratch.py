@@ -29,7 +29,7 @@ from hydra import compose, initialize_config_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import load_average, markdown_table  # noqa: E402
+from benchmarks.common import load_average, markdown_table, variant_run_overrides  # noqa: E402
 from mt_factored.constants import RECIPES_DIR  # noqa: E402
 
 VARIANTS = {
@@ -43,17 +43,7 @@ def overrides(args: argparse.Namespace, variant: str) -> list[str]:
     out = [
         f"recipe={args.recipe}",
         f"name={args.recipe}-{variant}",
-        f"seed={args.seed}",
-        f"trainer.max_steps={args.steps}",
-        f"checkpoint.every_n_steps={args.steps}",
-        "resume=never",
-        f"run_dir='{args.run_root / variant}'",
-        "eval.every_n_steps=0",
-        "eval.at_end=true",
-        f"eval.episodes={args.episodes}",
-        f"eval.max_steps={args.max_steps if args.max_steps else 'null'}",
-        f"eval.compare_expert={'true' if variant == args.variants[0] else 'false'}",
-        "trainer.enable_progress_bar=false",
+        *variant_run_overrides(args, variant),
         *VARIANTS[variant],
     ]
     if args.pretrained:

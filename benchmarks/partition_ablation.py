@@ -29,7 +29,7 @@ from hydra import compose, initialize_config_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import load_average, markdown_table  # noqa: E402
+from benchmarks.common import load_average, markdown_table, variant_run_overrides  # noqa: E402
 from mt_factored.constants import RECIPES_DIR  # noqa: E402
 from mt_factored.student.config import Partition  # noqa: E402
 from mt_factored.tasks import get_task  # noqa: E402
@@ -70,17 +70,7 @@ def train_overrides(args: argparse.Namespace, variant: str, groups: Partition) -
         f"expert={{{task}: '{args.expert}'}}",
         f"data='{args.data}'",
         f"++student.partitions={{{task}: {hydra_groups(groups)}}}",
-        f"seed={args.seed}",
-        f"trainer.max_steps={args.steps}",
-        f"checkpoint.every_n_steps={args.steps}",
-        "resume=never",
-        f"run_dir='{args.run_root / variant}'",
-        "eval.every_n_steps=0",
-        "eval.at_end=true",
-        f"eval.episodes={args.episodes}",
-        f"eval.max_steps={args.max_steps if args.max_steps else 'null'}",
-        f"eval.compare_expert={'true' if variant == args.variants[0] else 'false'}",
-        "trainer.enable_progress_bar=false",
+        *variant_run_overrides(args, variant),
     ]
     if args.batch_size:
         overrides.append(f"loader.batch_size={args.batch_size}")

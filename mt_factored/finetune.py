@@ -37,7 +37,6 @@ from mt_factored.expert.resolve import load_expert
 from mt_factored.hub.files import ArtifactNotFoundError
 from mt_factored.lit import build
 from mt_factored.lit.module import DistillModule
-from mt_factored.report import comparison_table
 from mt_factored.student import FactoredStudent, StudentConfig
 from mt_factored.student.extend import extend_student, freeze_shared, trainable_parameters
 from mt_factored.tasks import TaskSet, get_task
@@ -197,18 +196,7 @@ def run(cfg: DictConfig) -> dict:
         sum(p.numel() for p in module.student.parameters()),
     )
     evaluator = build.build_eval_callback(cfg, task_set, tasks)
-    trainer = build.build_trainer(cfg, run_dir, callbacks=[evaluator])
-    ckpt_path = build.resolve_resume(cfg, run_dir)
-    if ckpt_path:
-        log.info("resuming from %s", ckpt_path)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    if cfg.eval.at_end and not evaluator.last_results:
-        # Re-running a finished run restores it at max_steps; Lightning then skips the loop
-        # and its on_train_end, so the final evaluation (and table) would be missing.
-        evaluator.evaluate_now(trainer, module)
-    if trainer.is_global_zero and evaluator.last_results:
-        print(comparison_table(evaluator.last_results, evaluator.expert_results))
-    return {"student": evaluator.last_results, "expert": evaluator.expert_results}
+    return build.fit_and_report(cfg, run_dir, module, datamodule, evaluator)
 
 
 @hydra.main(version_base="1.3", config_path=str(RECIPES_DIR), config_name="finetune")

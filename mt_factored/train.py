@@ -8,7 +8,6 @@ evaluation table. Re-running the same command resumes from ``<run_dir>/checkpoin
 
 from __future__ import annotations
 
-import logging
 import warnings
 from pathlib import Path
 
@@ -18,9 +17,6 @@ from omegaconf import DictConfig
 
 from mt_factored.constants import RECIPES_DIR
 from mt_factored.lit import build
-from mt_factored.report import comparison_table
-
-log = logging.getLogger(__name__)
 
 # The window stream resumes exactly from the restored global step (see
 # mt_factored.data.WindowDataModule), so Lightning's generic warning that a mid-epoch
@@ -37,18 +33,7 @@ def run(cfg: DictConfig) -> dict:
     datamodule = build.build_datamodule(cfg, task_set, tasks)
     module = build.build_module(cfg, task_set, expert)
     evaluator = build.build_eval_callback(cfg, task_set, tasks)
-    trainer = build.build_trainer(cfg, run_dir, callbacks=[evaluator])
-    ckpt_path = build.resolve_resume(cfg, run_dir)
-    if ckpt_path:
-        log.info("resuming from %s", ckpt_path)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    if cfg.eval.at_end and not evaluator.last_results:
-        # Re-running a finished run restores it at max_steps; Lightning then skips the loop
-        # and its on_train_end, so the final evaluation (and table) would be missing.
-        evaluator.evaluate_now(trainer, module)
-    if trainer.is_global_zero and evaluator.last_results:
-        print(comparison_table(evaluator.last_results, evaluator.expert_results))
-    return {"student": evaluator.last_results, "expert": evaluator.expert_results}
+    return build.fit_and_report(cfg, run_dir, module, datamodule, evaluator)
 
 
 @hydra.main(version_base="1.3", config_path=str(RECIPES_DIR), config_name="train")

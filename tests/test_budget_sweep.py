@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from hydra import compose, initialize_config_dir
 from PIL import Image
-from tiny import write_tiny_expert
+from tiny import run_cli, write_tiny_expert, write_tiny_student
 
 from mt_factored.constants import RECIPES_DIR
 from mt_factored.planning.base import MPPIConfig
@@ -192,33 +189,15 @@ def test_sweep_file_resumes_and_refuses_other_settings(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------ end to end
-def write_tiny_student(folder: Path) -> Path:
-    from mt_factored.student import FactoredStudent, StudentConfig
-
-    torch.manual_seed(0)
-    config = StudentConfig.for_task_set(
-        "mt30", task_dim=8, agent_dim=4, enc_dim=32, latent_dim=16, mlp_dim=16
-    )
-    FactoredStudent(config).save_pretrained(folder)
-    return folder
-
-
 def sweep(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "mt_factored.budget_sweep", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=cwd,
-        env=env,
-    )
+    return run_cli("mt_factored.budget_sweep", *args, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("models")
-    return write_tiny_student(root / "student"), write_tiny_expert(root / "expert.pt")
+    student = write_tiny_student(root / "student", agent_dim=4, mlp_dim=16)
+    return student, write_tiny_expert(root / "expert.pt")
 
 
 def common_args(models: tuple[Path, Path], out_dir: Path) -> list[str]:

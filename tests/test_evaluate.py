@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from tiny import write_tiny_expert
+from tiny import run_cli, write_tiny_expert
 
 FAST_PLANNING = [
     "planning.num_samples=32",
@@ -20,15 +18,7 @@ FAST_PLANNING = [
 
 
 def evaluate(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
-    return subprocess.run(
-        [sys.executable, "-m", "mt_factored.evaluate", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=cwd,
-        env=env,
-    )
+    return run_cli("mt_factored.evaluate", *args, cwd=cwd)
 
 
 def test_evaluate_expert_prints_table_and_writes_json(tmp_path: Path) -> None:

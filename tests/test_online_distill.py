@@ -17,7 +17,6 @@ from mt_factored.expert.online_distill import (
     STUDENT_DIR,
     TRAIN_FIELDS,
     build_student_config,
-    sample_windows,
     student_batch,
 )
 from mt_factored.expert.replay import EpisodeReplay
@@ -95,7 +94,7 @@ def test_student_windows_leave_the_expert_batches_alone() -> None:
             replay.add(*episode)
     student_rng = np.random.default_rng(1)
     for _ in range(3):
-        windows = sample_windows(replays[1], 16, student_rng, torch.device("cpu"))
+        windows = replays[1].sample(torch.device("cpu"), batch_size=16, rng=student_rng)
         assert windows[OBS].shape == (4, 16, 3)
         a, b = replays[0].sample(), replays[1].sample()
         assert a[OBS].shape == (4, 8, 3) and all(torch.equal(a[k], b[k]) for k in a)

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tiny import write_tiny_expert
+from tiny import run_cli, write_tiny_expert, write_tiny_student
 
 from mt_factored.planning.perturb import (
     Perturbation,
@@ -21,7 +19,6 @@ from mt_factored.planning.perturb import (
     parse_perturbation,
     parse_perturbations,
 )
-from mt_factored.student import FactoredStudent, StudentConfig
 from mt_factored.tasks import get_task_set, make_env
 
 FAST_PLANNING = [
@@ -148,23 +145,8 @@ def test_empty_or_non_string_specs() -> None:
 
 
 # ----------------------------------------------------------------------------- evaluate
-def write_tiny_student(path: Path) -> Path:
-    torch.manual_seed(0)
-    sizes = dict(latent_dim=16, mlp_dim=32, enc_dim=32, task_dim=8, agent_dim=8)
-    FactoredStudent(StudentConfig.for_task_set("mt30", **sizes)).save_pretrained(path)
-    return path
-
-
 def evaluate(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "mt_factored.evaluate", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=cwd,
-        env=env,
-    )
+    return run_cli("mt_factored.evaluate", *args, cwd=cwd)
 
 
 def test_evaluate_perturb_writes_table_json_and_plot(tmp_path: Path) -> None:

@@ -1,7 +1,11 @@
-"""Tiny artifacts the tests write themselves: a random TD-MPC2 expert and official-format chunks."""
+"""Tiny artifacts the tests write themselves (a random TD-MPC2 expert and student,
+official-format chunks) and a runner for the command-line entry points."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -58,3 +62,27 @@ def write_tiny_chunk(
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(td, path)
     return path
+
+
+def write_tiny_student(folder: Path, seed: int = 0, **overrides) -> Path:
+    """Save a randomly initialised tiny mt30 student with ``save_pretrained``."""
+    from mt_factored.student import FactoredStudent, StudentConfig
+
+    sizes = dict(latent_dim=16, mlp_dim=32, enc_dim=32, task_dim=8, agent_dim=8)
+    sizes.update(overrides)
+    torch.manual_seed(seed)
+    FactoredStudent(StudentConfig.for_task_set("mt30", **sizes)).save_pretrained(folder)
+    return folder
+
+
+def run_cli(module: str, *args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``python -m <module> <args>`` in ``cwd`` on one thread (headless rendering: egl)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=env,
+    )

@@ -99,14 +99,6 @@ def build_student_config(
     return StudentConfig.for_task_set(task_set, **sizes), task_set.index(task)
 
 
-def sample_windows(
-    replay: EpisodeReplay, batch_size: int, rng: np.random.Generator, device: torch.device
-) -> dict[str, torch.Tensor]:
-    """`replay.sample` with the student's batch size and its own sampler stream, so the
-    expert's batches do not depend on the student."""
-    return replay.sample(device, batch_size=batch_size, rng=rng)
-
-
 def student_batch(
     windows: Mapping[str, torch.Tensor], task_id: int, obs_dim: int, action_dim: int
 ) -> dict[str, torch.Tensor]:
@@ -247,7 +239,7 @@ class OnlineDistiller:
         if step < self.start_step:
             return
         for _ in range(self.updates_per_step):
-            windows = sample_windows(replay, self.batch_size, self.windows_rng, self.device)
+            windows = replay.sample(self.device, batch_size=self.batch_size, rng=self.windows_rng)
             batch = student_batch(
                 windows, self.task_id, self.config.obs_dim, self.config.action_dim
             )

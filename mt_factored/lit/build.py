@@ -174,3 +174,31 @@ def resolve_resume(cfg: DictConfig, run_dir: Path) -> str | None:
     if not path.is_file():
         raise FileNotFoundError(f"resume={resume}: no such checkpoint (use resume=auto or never)")
     return str(path)
+
+
+def fit_and_report(
+    cfg: DictConfig,
+    run_dir: Path,
+    module: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    evaluator: PlanningEvalCallback,
+) -> dict:
+    """Fit (resuming as ``cfg.resume`` says), evaluate at the end, print the comparison table.
+
+    Returns:
+        ``{"student": ..., "expert": ...}``: the last evaluation results.
+    """
+    from mt_factored.report import comparison_table
+
+    trainer = build_trainer(cfg, run_dir, callbacks=[evaluator])
+    ckpt_path = resolve_resume(cfg, run_dir)
+    if ckpt_path:
+        log.info("resuming from %s", ckpt_path)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    if cfg.eval.at_end and not evaluator.last_results:
+        # Re-running a finished run restores it at max_steps; Lightning then skips the loop
+        # and its on_train_end, so the final evaluation (and table) would be missing.
+        evaluator.evaluate_now(trainer, module)
+    if trainer.is_global_zero and evaluator.last_results:
+        print(comparison_table(evaluator.last_results, evaluator.expert_results))
+    return {"student": evaluator.last_results, "expert": evaluator.expert_results}
