@@ -278,7 +278,9 @@ def test_config_weights_mismatch(saved) -> None:
 
 def test_invalid_configs(saved) -> None:
     edit_config(saved, latent_dim=12)  # not a multiple of simnorm_dim
-    with pytest.raises(ArtifactFormatError, match="not a valid student config.*latent_dim"):
+    with pytest.raises(
+        ArtifactFormatError, match="not a valid factored-student config.*latent_dim"
+    ):
         FactoredStudent.from_pretrained(saved)
     edit_config(saved, model_type="tdmpc2-expert")
     with pytest.raises(ArtifactFormatError, match="describes a 'tdmpc2-expert'"):

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+
+from mt_factored.dictconfig import DictRoundTrip
 
 LOSSES = ("kl", "mse")
 
 
 @dataclass(frozen=True, kw_only=True)
-class DistillConfig:
+class DistillConfig(DictRoundTrip):
     """Settings of :func:`~mt_factored.distill.distill_losses` (keyword-only, JSON-serialisable).
 
     Temperatures. Rewards are O(1) per step and values O(100) (discount 0.99), and both
@@ -110,15 +109,3 @@ class DistillConfig:
         """The noise std of each of the K samples (``noise_std`` cycled)."""
         stds = self.noise_stds
         return tuple(stds[k % len(stds)] for k in range(self.num_noise_samples))
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> DistillConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise a TypeError naming them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise TypeError(f"DistillConfig.from_dict: unknown fields {unknown}")
-        return cls(**data)

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from mt_factored.dictconfig import DictRoundTrip
 from mt_factored.tasks import get_task, get_task_set
 
 # Published multi-task model sizes (millions of parameters -> architecture).
@@ -51,7 +52,7 @@ def normalize_model_size(model_size: int | float | str) -> int:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ExpertConfig:
+class ExpertConfig(DictRoundTrip):
     """Architecture and task facts of a TD-MPC2 world model (all fields keyword-only).
 
     Build it with `from_size` (published multi-task sizes), `single_task`, `custom`
@@ -161,19 +162,6 @@ class ExpertConfig:
             f"mlp {self.mlp_dim}, latent {self.latent_dim}, "
             f"{self.num_enc_layers} encoder layers, num_q {self.num_q}"
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable dict (tuples become lists)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ExpertConfig:
-        """Inverse of `to_dict`; unknown keys raise a TypeError naming them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise TypeError(f"ExpertConfig.from_dict: unknown fields {unknown}")
-        return cls(**data)
 
     @classmethod
     def from_size(cls, model_size: int | float | str = 5, task_set: str = "mt30") -> ExpertConfig:

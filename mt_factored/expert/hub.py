@@ -16,14 +16,11 @@ its loading goes through ``checkpoint.py``), so the two functions here play the 
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 
 from mt_factored.constants import (
     CONFIG_NAME,
@@ -37,17 +34,11 @@ from mt_factored.hub.files import (
     FORMAT_KEY,
     MODEL_TYPE_KEY,
     WEIGHTS_HASH_KEY,
-    ArtifactFormatError,
     atomic_write,
-    check_format,
-    check_weights_hash,
-    fetch_file,
-    load_weights_exact,
-    read_config,
-    sha256_file,
-    split_fields,
+    config_from_json,
+    load_folder_model,
     staged_files,
-    write_json,
+    write_weights_and_config,
 )
 
 EXPERT_MODEL_TYPE = "tdmpc2-expert"
@@ -92,9 +83,6 @@ def save_expert_pretrained(
     folder = Path(folder)
     with staged_files(folder) as staging:
         expert.save_checkpoint(staging / checkpoint_name)
-        weights = staging / WEIGHTS_NAME
-        state = {k: v.detach().cpu().contiguous() for k, v in expert.state_dict().items()}
-        atomic_write(weights, lambda p: save_file(state, p, metadata={"format": "pt"}))
         config = {
             FORMAT_KEY: EXPERT_FORMAT_VERSION,
             MODEL_TYPE_KEY: EXPERT_MODEL_TYPE,
@@ -102,9 +90,8 @@ def save_expert_pretrained(
             "library_version": __version__,
             CHECKPOINT_KEY: checkpoint_name,
             **expert.config.to_dict(),
-            WEIGHTS_HASH_KEY: sha256_file(weights),
         }
-        write_json(staging / CONFIG_NAME, config)
+        write_weights_and_config(staging, expert, config)
         card = expert_card(expert, checkpoint_name, **(model_card_kwargs or {}))
         atomic_write(staging / MODEL_CARD_NAME, lambda p: card.save(p))
     return folder
@@ -112,12 +99,14 @@ def save_expert_pretrained(
 
 def expert_config_from_json(data: dict[str, Any], source: str) -> ExpertConfig:
     """The :class:`ExpertConfig` of an expert ``config.json`` dict, after the version check."""
-    check_format(data, EXPERT_MODEL_TYPE, EXPERT_FORMAT_VERSION, source)
-    names = [f.name for f in dataclasses.fields(ExpertConfig)]
-    try:
-        return ExpertConfig.from_dict(split_fields(data, names, METADATA_KEYS, source))
-    except (TypeError, ValueError) as err:
-        raise ArtifactFormatError(f"{source}: not a valid expert config: {err}") from err
+    return config_from_json(
+        data,
+        ExpertConfig,
+        model_type=EXPERT_MODEL_TYPE,
+        format_version=EXPERT_FORMAT_VERSION,
+        metadata_keys=METADATA_KEYS,
+        source=source,
+    )
 
 
 def expert_from_pretrained(
@@ -138,20 +127,14 @@ def expert_from_pretrained(
         ArtifactFormatError: another MAJOR ``format_version``, an invalid config, weights
             that do not match the config or their checksum.
     """
-    fetch = functools.partial(
-        fetch_file,
+    return load_folder_model(
         str(folder_or_repo),
+        expert_config_from_json,
+        TDMPC2Expert,
+        map_location=map_location,
         revision=revision,
         cache_dir=cache_dir,
         force_download=force_download,
         local_files_only=local_files_only,
         token=token,
     )
-    config_path = fetch(CONFIG_NAME)
-    data = read_config(config_path)
-    config = expert_config_from_json(data, str(config_path))
-    weights = fetch(WEIGHTS_NAME)
-    check_weights_hash(weights, data.get(WEIGHTS_HASH_KEY), str(config_path))
-    expert = TDMPC2Expert(config)
-    load_weights_exact(expert, weights, str(config_path))
-    return expert.to(map_location).eval()

@@ -18,15 +18,18 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
-from mt_factored.constants import CONFIG_NAME
+from mt_factored.constants import CONFIG_NAME, WEIGHTS_NAME
 
 FORMAT_KEY = "format_version"
 MODEL_TYPE_KEY = "model_type"
 WEIGHTS_HASH_KEY = "weights_sha256"
+
+ConfigT = TypeVar("ConfigT")
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
 
 
 class ArtifactNotFoundError(FileNotFoundError):
@@ -282,3 +285,58 @@ def fetch_file(
         raise ArtifactNotFoundError(
             f"cannot fetch {filename} of the Hub repo {model_id}{at} (not a folder here either): {err}"
         ) from err
+
+
+def write_weights_and_config(
+    folder: Path, module: torch.nn.Module, config: Mapping[str, Any]
+) -> None:
+    """``model.safetensors`` (``module``'s state dict), then ``config.json`` = ``config`` plus
+    the weights' SHA-256; each file appears atomically."""
+    from safetensors.torch import save_file
+
+    weights = Path(folder) / WEIGHTS_NAME
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    atomic_write(weights, lambda p: save_file(state, p, metadata={"format": "pt"}))
+    write_json(Path(folder) / CONFIG_NAME, {**config, WEIGHTS_HASH_KEY: sha256_file(weights)})
+
+
+def config_from_json(
+    data: Mapping[str, Any],
+    config_cls: Any,
+    *,
+    model_type: str,
+    format_version: int,
+    metadata_keys: Iterable[str],
+    source: str,
+) -> Any:
+    """``config_cls.from_dict`` of a ``config.json`` dict after the format check; metadata
+    keys are skipped, unknown keys warned about (:func:`split_fields`)."""
+    import dataclasses
+
+    check_format(data, model_type, format_version, source)
+    names = [f.name for f in dataclasses.fields(config_cls)]
+    try:
+        return config_cls.from_dict(split_fields(data, names, metadata_keys, source))
+    except (TypeError, ValueError) as err:
+        raise ArtifactFormatError(f"{source}: not a valid {model_type} config: {err}") from err
+
+
+def load_folder_model(
+    model_id: str,
+    decode_config: Callable[[dict[str, Any], str], ConfigT],
+    build: Callable[[ConfigT], ModuleT],
+    *,
+    map_location: str | torch.device = "cpu",
+    **fetch_kwargs: Any,
+) -> ModuleT:
+    """Fetch ``config.json`` and ``model.safetensors`` (:func:`fetch_file`), decode and check
+    them, build the module and load its weights exactly; returned in eval mode on
+    ``map_location``."""
+    config_path = fetch_file(model_id, CONFIG_NAME, **fetch_kwargs)
+    data = read_config(config_path)
+    config = decode_config(data, str(config_path))
+    weights = fetch_file(model_id, WEIGHTS_NAME, **fetch_kwargs)
+    check_weights_hash(weights, data.get(WEIGHTS_HASH_KEY), str(config_path))
+    module = build(config)
+    load_weights_exact(module, weights, str(config_path))
+    return module.to(map_location).eval()

@@ -8,12 +8,12 @@ facts derived from the partitions, never stored.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from mt_factored.constants import MT_ACTION_DIM, MT_OBS_DIM
+from mt_factored.dictconfig import DictRoundTrip
 
 Partition = tuple[tuple[int, ...], ...]
 """One task's agents: a tuple of groups, each a tuple of action indices."""
@@ -29,7 +29,7 @@ def _as_partition(groups: Iterable[Iterable[int]]) -> Partition:
 
 
 @dataclass(frozen=True, kw_only=True)
-class StudentConfig:
+class StudentConfig(DictRoundTrip):
     """Sizes and task facts of a :class:`~mt_factored.student.FactoredStudent` (keyword-only).
 
     ``dataclasses.asdict(config)`` is JSON-serialisable; ``StudentConfig.from_dict``
@@ -170,19 +170,6 @@ class StudentConfig:
         return self.agent_slots or self.num_agents
 
     # ------------------------------------------------------------ construction
-    def to_dict(self) -> dict[str, Any]:
-        """``dataclasses.asdict(self)``: plain JSON-serialisable values."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> StudentConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise a TypeError naming them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise TypeError(f"StudentConfig.from_dict: unknown fields {unknown}")
-        return cls(**data)
-
     @classmethod
     def for_task_set(
         cls,

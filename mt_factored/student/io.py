@@ -18,8 +18,6 @@ naming every mismatch, the weights checksum, and atomic files.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,24 +25,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from huggingface_hub import ModelCard, PyTorchModelHubMixin
-from safetensors.torch import save_file
 
-from mt_factored.constants import CONFIG_NAME, STUDENT_FORMAT_VERSION, WEIGHTS_NAME
+from mt_factored.constants import STUDENT_FORMAT_VERSION
 from mt_factored.hub.files import (
     FORMAT_KEY,
     MODEL_TYPE_KEY,
     WEIGHTS_HASH_KEY,
-    ArtifactFormatError,
-    atomic_write,
-    check_format,
-    check_weights_hash,
-    fetch_file,
-    load_weights_exact,
-    read_config,
-    sha256_file,
-    split_fields,
+    config_from_json,
+    load_folder_model,
     staged_files,
-    write_json,
+    write_weights_and_config,
 )
 from mt_factored.student.config import StudentConfig
 
@@ -143,12 +133,14 @@ def student_config_json(config: StudentConfig) -> dict[str, Any]:
 
 def student_config_from_json(data: dict[str, Any], source: str) -> StudentConfig:
     """The :class:`StudentConfig` of a ``config.json`` dict, after the version check."""
-    check_format(data, STUDENT_MODEL_TYPE, STUDENT_FORMAT_VERSION, source)
-    names = [f.name for f in dataclasses.fields(StudentConfig)]
-    try:
-        return StudentConfig.from_dict(split_fields(data, names, METADATA_KEYS, source))
-    except (TypeError, ValueError) as err:
-        raise ArtifactFormatError(f"{source}: not a valid student config: {err}") from err
+    return config_from_json(
+        data,
+        StudentConfig,
+        model_type=STUDENT_MODEL_TYPE,
+        format_version=STUDENT_FORMAT_VERSION,
+        metadata_keys=METADATA_KEYS,
+        source=source,
+    )
 
 
 # --------------------------------------------------------------------------------- mixin
@@ -163,11 +155,7 @@ class StudentHubMixin(PyTorchModelHubMixin):
 
     def _save_pretrained(self, save_directory: Path) -> None:
         """Mixin hook: write ``model.safetensors`` then ``config.json`` (with its checksum)."""
-        weights = Path(save_directory) / WEIGHTS_NAME
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        atomic_write(weights, lambda p: save_file(state, p, metadata={"format": "pt"}))
-        config = {**student_config_json(self.config), WEIGHTS_HASH_KEY: sha256_file(weights)}
-        write_json(Path(save_directory) / CONFIG_NAME, config)
+        write_weights_and_config(Path(save_directory), self, student_config_json(self.config))
 
     def save_pretrained(
         self,
@@ -265,23 +253,17 @@ class StudentHubMixin(PyTorchModelHubMixin):
         config itself (dropping ``format_version`` and unknown fields silently) and treats a
         missing ``config.json`` as a warning; ``unused`` takes what it would inject.
         """
-        fetch = functools.partial(
-            fetch_file,
+        return load_folder_model(
             model_id,
+            student_config_from_json,
+            cls,
+            map_location=map_location,
             revision=revision,
             cache_dir=cache_dir,
             force_download=force_download,
             local_files_only=local_files_only,
             token=token,
         )
-        config_path = fetch(CONFIG_NAME)
-        data = read_config(config_path)
-        config = student_config_from_json(data, str(config_path))
-        weights = fetch(WEIGHTS_NAME)
-        check_weights_hash(weights, data.get(WEIGHTS_HASH_KEY), str(config_path))
-        model = cls(config)  # type: ignore[call-arg]
-        load_weights_exact(model, weights, str(config_path))
-        return model.to(map_location).eval()
 
 
 # ------------------------------------------------------------------------- plain functions
