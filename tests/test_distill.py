@@ -17,6 +17,7 @@ from mt_factored.distill import (
     masked_mse,
     perturb_actions,
     ranking_kl,
+    student_losses,
     student_rollout,
     task_scale,
 )
@@ -275,3 +276,36 @@ def test_bad_batches_raise(expert) -> None:
         distill_losses(student, expert, {**batch, OBS: batch[OBS][:, :2]}, DistillConfig())
     with pytest.raises(ValueError, match="expected obs"):
         distill_losses(student, expert, {**batch, TASK: batch[TASK][:, None]}, DistillConfig())
+
+
+def test_shared_normalisation_keeps_rewards_in_value_units(expert) -> None:
+    """ "shared" divides rewards by the value spread: a window whose rewards the expert
+    barely separates keeps a near-uniform reward target (and shrinking the rewards changes
+    the loss), whereas "window" stretches any reward spread back to unit scale."""
+    batch = make_batch([WALKER, REACHER])
+    student = make_student()
+    cfg = {"reward_std_floor": 1e-9, "value_std_floor": 1e-9}
+    gen = torch.Generator().manual_seed(0)
+    mask = student.merge_actions(student.agent_action_mask(batch[TASK]), batch[TASK])
+    actions = perturb_actions(batch[ACTION], mask, 10, 0.3, gen)
+    ex = expert_rollout(expert, batch[OBS][:, 0], actions, batch[TASK], True)
+    flat = ex._replace(reward=1e-4 * ex.reward)
+
+    def reward_loss(mode: str, targets) -> float:
+        out = student_losses(student, batch, actions, targets, DistillConfig(normalize=mode, **cfg))
+        return out["loss/reward_kl"].item()
+
+    # window: the reward targets are scale-free, so shrinking them changes nothing
+    assert reward_loss("window", flat) == pytest.approx(reward_loss("window", ex), rel=1e-4)
+    # shared: the reward targets are measured against the value spread
+    assert reward_loss("shared", flat) != pytest.approx(reward_loss("shared", ex), rel=1e-2)
+    with torch.no_grad():
+        st = student_rollout(
+            student, batch[OBS][:, 0], actions, batch[TASK], student.condition(batch[TASK])
+        )
+    scale = ex.value.std(dim=1, keepdim=True)
+    target = torch.softmax(flat.reward / scale, dim=1)
+    assert (target - 0.1).abs().max() < 1e-2  # near uniform
+    weights = 0.5 ** torch.arange(3.0)
+    expected = ranking_kl(st.reward, flat.reward, 1, scale=scale).mean(dim=-1)
+    assert reward_loss("shared", flat) == pytest.approx(float((weights * expected).sum()), rel=1e-4)

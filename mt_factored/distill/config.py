@@ -60,7 +60,10 @@ class DistillConfig(DictRoundTrip):
     """True or "window": divide each window's returns by the expert's std over the K samples
     (see class doc); "task": by that std's root mean square over the batch's windows of the
     same task, so windows where the expert barely separates the samples keep near-uniform
-    targets instead of amplified noise; False or "none": temperatures act on raw returns."""
+    targets instead of amplified noise; "shared": rewards and values of each window and step
+    both divided by the expert's value std over the K samples, so a reward error costs what
+    it costs the planned return (reward + value) instead of being stretched by the often
+    tiny reward spread; False or "none": temperatures act on raw returns."""
     reward_std_floor: float = 0.01
     """Smallest divisor for rewards (reward units), so a window whose K rewards the
     expert cannot tell apart gives a near-uniform target, not amplified noise."""
@@ -74,9 +77,10 @@ class DistillConfig(DictRoundTrip):
             raise ValueError(
                 f"num_noise_samples must be >= 2 to rank, got {self.num_noise_samples}"
             )
-        if self.normalize not in (True, False, "window", "task", "none"):
+        if self.normalize not in (True, False, "window", "task", "shared", "none"):
             raise ValueError(
-                f"DistillConfig.normalize must be true, false, 'window', 'task' or 'none', "
+                "DistillConfig.normalize must be true, false, 'window', 'task', 'shared' or "
+                f"'none', "
                 f"got {self.normalize!r}"
             )
         stds = self.noise_stds

@@ -56,7 +56,7 @@ def _scale(
         return 1.0
     if mode == "task":
         return task_scale(expert, dim, task, floor)
-    return expert_scale(expert, dim, floor)  # True / "window"
+    return expert_scale(expert, dim, floor)  # True / "window" / "shared"
 
 
 def ranking_kl(
@@ -177,8 +177,11 @@ def student_losses(
 
     out: dict[str, torch.Tensor] = {}
     if cfg.loss == "kl":
-        r_scale = _scale(ex.reward, 1, task, cfg.reward_std_floor, cfg.normalize)
         v_scale = _scale(ex.value, 1, task, cfg.value_std_floor, cfg.normalize)
+        if cfg.normalize == "shared":  # rewards in the values' units: planning sums both
+            r_scale = v_scale
+        else:
+            r_scale = _scale(ex.reward, 1, task, cfg.reward_std_floor, cfg.normalize)
         if isinstance(v_scale, torch.Tensor):
             v_scale = v_scale.unsqueeze(1)  # broadcast over the student's Q members
         temps = (cfg.student_temperature, cfg.expert_temperature)
