@@ -296,3 +296,14 @@ def test_planning_skips_agents_no_task_in_the_batch_uses() -> None:
     torch.testing.assert_close(narrow_reward, full_reward[:, :2], rtol=0, atol=0)
     torch.testing.assert_close(narrow_q, full_q[..., :2], rtol=0, atol=0)
     assert model.active_agents(torch.tensor([PENDULUM, WALKER])) == 6
+
+
+def test_param_groups_split_encoder_from_the_rest() -> None:
+    student = tiny_student()
+    encoder, rest = student.param_groups(lr=1e-3, enc_lr_scale=0.3)
+    assert encoder["lr"] == pytest.approx(3e-4) and rest["lr"] == pytest.approx(1e-3)
+    encoder_ids = {id(p) for p in student.encoder_parameters()}
+    assert {id(p) for p in encoder["params"]} == encoder_ids
+    assert encoder_ids.isdisjoint(id(p) for p in rest["params"])
+    # every parameter in exactly one group
+    assert len(encoder["params"]) + len(rest["params"]) == len(list(student.parameters()))

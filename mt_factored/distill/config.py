@@ -80,8 +80,7 @@ class DistillConfig(DictRoundTrip):
         if self.normalize not in (True, False, "window", "task", "shared", "none"):
             raise ValueError(
                 "DistillConfig.normalize must be true, false, 'window', 'task', 'shared' or "
-                f"'none', "
-                f"got {self.normalize!r}"
+                f"'none', got {self.normalize!r}"
             )
         stds = self.noise_stds
         if not stds or any(std < 0 for std in stds):

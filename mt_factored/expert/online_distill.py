@@ -211,12 +211,8 @@ class OnlineDistiller:
             else PerTaskExperts({task: expert}, self.task_set).to(device)
         )
         lr = float(cfg["lr"])
-        encoder = self.student.encoder_parameters()
-        encoder_ids = {id(p) for p in encoder}
-        rest = [p for p in self.student.parameters() if id(p) not in encoder_ids]
         self.optim = torch.optim.Adam(
-            [{"params": encoder, "lr": lr * float(cfg["enc_lr_scale"])}, {"params": rest}],
-            lr=lr,
+            self.student.param_groups(lr, float(cfg["enc_lr_scale"])), lr=lr
         )
         self.windows_rng = np.random.Generator(np.random.PCG64(self.seed + _WINDOWS_OFFSET))
         self.updates = 0

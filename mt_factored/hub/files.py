@@ -10,6 +10,7 @@ gives the same folder back, and the HF cache holds it as ``models--ORG--NAME/sna
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -311,8 +312,6 @@ def config_from_json(
 ) -> Any:
     """``config_cls.from_dict`` of a ``config.json`` dict after the format check; metadata
     keys are skipped, unknown keys warned about (:func:`split_fields`)."""
-    import dataclasses
-
     check_format(data, model_type, format_version, source)
     names = [f.name for f in dataclasses.fields(config_cls)]
     try:

@@ -92,15 +92,8 @@ class DistillModule(L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         lr = float(self.optim["lr"])
-        enc_params = list(self.student.encoder_parameters())
-        enc_ids = {id(p) for p in enc_params}
-        rest = [p for p in self.student.parameters() if id(p) not in enc_ids]
-        groups = [
-            {"params": enc_params, "lr": lr * float(self.optim.get("enc_lr_scale", 1.0))},
-            {"params": rest, "lr": lr},
-        ]
         return torch.optim.Adam(
-            groups,
+            self.student.param_groups(lr, float(self.optim.get("enc_lr_scale", 1.0))),
             lr=lr,
             betas=tuple(self.optim.get("betas", (0.9, 0.999))),
             eps=float(self.optim.get("eps", 1e-8)),

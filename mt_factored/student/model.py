@@ -24,7 +24,7 @@ agent axis. All agents and samples run in one batched call per network.
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -175,6 +175,13 @@ class FactoredStudent(
     def encoder_parameters(self) -> list[nn.Parameter]:
         """Parameters of the encoder (trunk and latent head), for a separate learning rate."""
         return [*self.trunk.parameters(), *self.head.parameters()]
+
+    def param_groups(self, lr: float, enc_lr_scale: float = 1.0) -> list[dict[str, Any]]:
+        """Optimiser groups: the encoder at ``lr * enc_lr_scale``, everything else at ``lr``."""
+        encoder = self.encoder_parameters()
+        encoder_ids = {id(p) for p in encoder}
+        rest = [p for p in self.parameters() if id(p) not in encoder_ids]
+        return [{"params": encoder, "lr": lr * enc_lr_scale}, {"params": rest, "lr": lr}]
 
     # ------------------------------------------------------------- conditioning
     def task_embedding(self, task: torch.Tensor) -> torch.Tensor:
