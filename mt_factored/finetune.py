@@ -43,8 +43,6 @@ from mt_factored.tasks import TaskSet, get_task
 
 log = logging.getLogger(__name__)
 
-# As in mt_factored.train: the window stream resumes exactly from the restored step.
-warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
 # FinetuneModule's batch hook is meant to take precedence over the data module's (a no-op).
 warnings.filterwarnings("ignore", message=".*overridden `on_before_batch_transfer`.*")
 

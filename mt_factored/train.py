@@ -8,7 +8,6 @@ evaluation table. Re-running the same command resumes from ``<run_dir>/checkpoin
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import hydra
@@ -17,11 +16,6 @@ from omegaconf import DictConfig
 
 from mt_factored.constants import RECIPES_DIR
 from mt_factored.lit import build
-
-# The window stream resumes exactly from the restored global step (see
-# mt_factored.data.WindowDataModule), so Lightning's generic warning that a mid-epoch
-# resume with a non-stateful dataloader may be unreliable does not apply here.
-warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
 
 
 def run(cfg: DictConfig) -> dict:

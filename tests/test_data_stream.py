@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,14 @@ from test_data_chunks import episodes
 from torch.utils.data import DataLoader
 
 from mt_factored.constants import ACTION, OBS, REWARD, TASK, TERMINATED
-from mt_factored.data import WindowDataModule, WindowDataset, prepare, read_chunk, write_chunk
+from mt_factored.data import (
+    WindowDataLoader,
+    WindowDataModule,
+    WindowDataset,
+    prepare,
+    read_chunk,
+    write_chunk,
+)
 from mt_factored.data.sampler import SCHEDULE_SLOTS, WindowSampler, permute
 
 H, B = 3, 64
@@ -254,3 +263,101 @@ def test_datamodule_resumes_the_stream_with_the_trainer(data: dict, tmp_path: Pa
     resumed = fit(6, ckpt=str(tmp_path / "step3.ckpt"), accumulate=2)
     assert len(straight.seen) == 12 and len(resumed.seen) == 6
     assert resumed.seen == straight.seen[6:]
+
+
+class WindowRecorder(L.LightningModule):
+    """Records the (episode, start) of every window it trains on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.windows: list[list[tuple[int, int]]] = []
+
+    def training_step(self, batch, batch_idx):
+        self.windows.append(windows_of([batch]))
+        return (self.w * batch[REWARD].mean()).sum()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+class IndexedDataModule(WindowDataModule):
+    """The data module with the windows' (episode, start) in every batch."""
+
+    def train_dataloader(self) -> WindowDataLoader:
+        loader = super().train_dataloader()
+        loader.dataset.return_index = True
+        return loader
+
+
+def fit_recording(source, tmp_path: Path, max_steps: int, epoch: int, workers: int, ckpt=None):
+    model = WindowRecorder()
+    trainer = L.Trainer(
+        max_steps=max_steps,
+        limit_train_batches=epoch,
+        max_epochs=-1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    module = IndexedDataModule(source, batch_size=B, num_workers=workers, prefetch_factor=2)
+    trainer.fit(model, module, ckpt_path=ckpt)
+    return model, trainer
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_epochs_walk_the_stream_forward_and_resume_exactly(
+    data: dict, tmp_path: Path, workers: int
+) -> None:
+    """7 steps in epochs of 2 batches: 3 epoch boundaries, no batch replayed; killed after
+    step 3 (mid-epoch) and resumed, the run sees exactly the same windows."""
+    straight, _ = fit_recording(data["shards"], tmp_path, 7, epoch=2, workers=workers)
+    reference = WindowDataset(data["shards"], batch_size=B, return_index=True)
+    expected = [windows_of([reference.batch(k)]) for k in range(7)]
+    assert straight.windows == expected
+
+    _, trainer = fit_recording(data["shards"], tmp_path, 3, epoch=2, workers=workers)
+    trainer.save_checkpoint(tmp_path / "step3.ckpt")
+    state = torch.load(tmp_path / "step3.ckpt", weights_only=False)
+    (loader_state,) = state["loops"]["fit_loop"]["state_dict"]["combined_loader"]
+    assert loader_state["next_batch"] == 3
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        resumed, _ = fit_recording(
+            data["shards"], tmp_path, 7, epoch=2, workers=workers, ckpt=str(tmp_path / "step3.ckpt")
+        )
+    assert not [w for w in record if "not resumable" in str(w.message)]
+    assert resumed.windows == expected[3:]
+
+
+def test_a_long_run_repeats_no_window_before_the_permutation_ends(data: dict, tmp_path) -> None:
+    steps = WINDOWS // B  # every full batch of the first pass through the permutation
+    model, _ = fit_recording(data["shards"], tmp_path, steps, epoch=3, workers=0)
+    seen = [w for batch in model.windows for w in batch]
+    assert len(seen) == steps * B and len(set(seen)) == len(seen)
+
+
+def test_resuming_another_stream_is_refused(data: dict) -> None:
+    loader = WindowDataLoader(WindowDataset(data["shards"], batch_size=B, seed=1))
+    state = loader.state_dict()
+    other = WindowDataLoader(WindowDataset(data["shards"], batch_size=B, seed=2))
+    with pytest.raises(ValueError, match="another window stream.*seed_key"):
+        other.load_state_dict(state)
+    again = WindowDataLoader(WindowDataset(data["shards"], batch_size=B, seed=1))
+    again.load_state_dict({**state, "next_batch": 5})
+    first = next(iter(again))
+    torch.testing.assert_close(
+        first[OBS], WindowDataset(data["shards"], batch_size=B, seed=1).batch(5)[OBS]
+    )
+
+
+def test_the_loader_continues_across_iterations_without_a_trainer(data: dict) -> None:
+    loader = WindowDataLoader(WindowDataset(data["shards"], batch_size=B, num_batches=None))
+    reference = WindowDataset(data["shards"], batch_size=B)
+    it = iter(loader)
+    for k in range(2):
+        torch.testing.assert_close(next(it)[OBS], reference.batch(k)[OBS])
+    torch.testing.assert_close(next(iter(loader))[OBS], reference.batch(2)[OBS])

@@ -67,15 +67,16 @@ def student_state(run_dir: Path) -> dict[str, torch.Tensor]:
 def test_resume_matches_uninterrupted_run(assets, tmp_path) -> None:
     from mt_factored.train import run
 
+    # Epochs of 3 batches: the 8 steps cross two epoch boundaries, the interruption at
+    # step 4 falls inside the second epoch.
+    epochs = ("trainer.limit_train_batches=3", "eval.at_end=false")
     straight = tmp_path / "straight"
-    run(
-        compose_train(smoke_overrides(assets, straight, "trainer.max_steps=8", "eval.at_end=false"))
-    )
+    run(compose_train(smoke_overrides(assets, straight, "trainer.max_steps=8", *epochs)))
     resumed = tmp_path / "resumed"
-    run(compose_train(smoke_overrides(assets, resumed, "trainer.max_steps=4", "eval.at_end=false")))
+    run(compose_train(smoke_overrides(assets, resumed, "trainer.max_steps=4", *epochs)))
     ckpt = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["global_step"] == 4
-    run(compose_train(smoke_overrides(assets, resumed, "trainer.max_steps=8", "eval.at_end=false")))
+    run(compose_train(smoke_overrides(assets, resumed, "trainer.max_steps=8", *epochs)))
 
     a, b = student_state(straight), student_state(resumed)
     assert a.keys() == b.keys()
@@ -83,7 +84,11 @@ def test_resume_matches_uninterrupted_run(assets, tmp_path) -> None:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
 
     # Re-running the finished run trains nothing more but still evaluates and reports.
-    again = run(compose_train(smoke_overrides(assets, resumed, "trainer.max_steps=8")))
+    again = run(
+        compose_train(
+            smoke_overrides(assets, resumed, "trainer.max_steps=8", "trainer.limit_train_batches=3")
+        )
+    )
     assert set(again["student"]) == {"cartpole-balance", "reacher-easy"}
     torch.testing.assert_close(student_state(resumed), b, rtol=0, atol=0)
 

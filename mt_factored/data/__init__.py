@@ -20,7 +20,7 @@ from mt_factored.data.prepare import prepare
 from mt_factored.data.sampler import WindowSampler
 from mt_factored.data.shards import ShardedDataset, ShardError
 from mt_factored.data.store import EpisodeStore
-from mt_factored.data.stream import WindowDataset
+from mt_factored.data.stream import WindowDataLoader, WindowDataset
 from mt_factored.data.validate import ChunkFormatError, validate_chunk
 
 
@@ -41,6 +41,7 @@ __all__ = [
     "EpisodeStore",
     "ShardError",
     "ShardedDataset",
+    "WindowDataLoader",
     "WindowDataModule",
     "WindowDataset",
     "WindowSampler",

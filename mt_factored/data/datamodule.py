@@ -6,19 +6,20 @@ from collections.abc import Mapping, Sequence
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
 
 from mt_factored.data.store import EpisodeStore
-from mt_factored.data.stream import Source, WindowDataset, open_store
+from mt_factored.data.stream import Source, WindowDataLoader, WindowDataset, open_store
 
 
 class WindowDataModule(L.LightningDataModule):
     """Streams window batches for training; resumes the stream exactly with the trainer.
 
-    When attached to a trainer, `train_dataloader()` starts at batch
-    `trainer.global_step * trainer.accumulate_grad_batches` and takes rank and world size
-    from the trainer, so a resumed (or DDP) run continues the same stream. The store is
-    opened once (in `setup`) and shared by every dataloader this module builds.
+    When attached to a trainer, the loader's position is always
+    `trainer.global_step * trainer.accumulate_grad_batches`: every epoch continues the
+    stream where the last step left it, and a resumed run restores the position from the
+    checkpoint (`WindowDataLoader.state_dict`). Rank and world size come from the trainer,
+    so DDP ranks draw disjoint windows. The store is opened once (in `setup`) and shared by
+    every dataloader this module builds.
 
     Args:
         source, batch_size, horizon, seed, start_batch, task_weights, rank, world_size,
@@ -62,20 +63,23 @@ class WindowDataModule(L.LightningDataModule):
         if self._store is None:
             self._store = open_store(self.source)
 
-    def _placement(self) -> tuple[int, int | None, int | None, bool]:
+    def _trainer_position(self) -> int:
+        return self.trainer.global_step * self.trainer.accumulate_grad_batches
+
+    def _placement(self) -> tuple[int, int | None, int | None, bool, object]:
         trainer = self.trainer
         if trainer is None:
             pin = torch.cuda.is_available() if self.pin_memory is None else self.pin_memory
-            return self.start_batch, self.rank, self.world_size, pin
-        start = trainer.global_step * trainer.accumulate_grad_batches
+            return self.start_batch, self.rank, self.world_size, pin, None
         rank = trainer.global_rank if self.rank is None else self.rank
         world = trainer.world_size if self.world_size is None else self.world_size
         on_gpu = trainer.strategy.root_device.type == "cuda"
-        return start, rank, world, on_gpu if self.pin_memory is None else self.pin_memory
+        pin = on_gpu if self.pin_memory is None else self.pin_memory
+        return self._trainer_position(), rank, world, pin, self._trainer_position
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> WindowDataLoader:
         self.setup()
-        start, rank, world, pin = self._placement()
+        start, rank, world, pin, position = self._placement()
         dataset = WindowDataset(
             self._store,
             batch_size=self.batch_size,
@@ -88,11 +92,10 @@ class WindowDataModule(L.LightningDataModule):
             task_ids=self.task_ids,
             num_batches=self.num_batches,
         )
-        workers = int(self.num_workers)
-        return DataLoader(
+        return WindowDataLoader(
             dataset,
-            batch_size=None,
-            num_workers=workers,
+            num_workers=int(self.num_workers),
             pin_memory=pin,
-            prefetch_factor=self.prefetch_factor if workers > 0 else None,
+            prefetch_factor=self.prefetch_factor,
+            position=position,
         )

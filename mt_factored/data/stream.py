@@ -4,7 +4,11 @@ Batch k of rank r (of W) is a pure function of (seed, W, r, k) (see `sampler.py`
 does not depend on the number of DataLoader workers. Worker w of n produces batches
 k = start_batch + w, start_batch + w + n, ..., and the DataLoader's round-robin hands
 them out in order k = start_batch, start_batch + 1, ...; so resuming at
-`start_batch` continues the stream exactly. Use `DataLoader(dataset, batch_size=None)`.
+`start_batch` continues the stream exactly.
+
+Iterate it through `WindowDataLoader`: each new iteration (a Lightning epoch) continues
+where the last one stopped instead of starting again at `start_batch`, and its
+`state_dict` / `load_state_dict` carry the position through a checkpoint.
 
 The stream is infinite unless `num_batches` is given (then batches k < num_batches).
 """
@@ -16,7 +20,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 
 import torch
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mt_factored.constants import TASK
 from mt_factored.data.sampler import WindowSampler
@@ -99,6 +103,18 @@ class WindowDataset(IterableDataset):
         self.rank, self.world_size = rank, world_size
         self.return_index = return_index
 
+    def stream_identity(self, world_size: int | None = None) -> dict[str, object]:
+        """What decides which windows batch k holds (apart from the rank): a resumed run
+        must see the same values, or its batch indices would name other windows."""
+        _, world = resolve_rank(self.rank, self.world_size)
+        return {
+            "seed_key": self.sampler.seed_key,
+            "batch_size": self.batch_size,
+            "horizon": self.horizon,
+            "world_size": world if world_size is None else int(world_size),
+            "num_windows": self.sampler.num_windows,
+        }
+
     @property
     def windows_per_epoch(self) -> int:
         """Number of windows the sampler draws from (one epoch of the permutation)."""
@@ -135,3 +151,83 @@ class WindowDataset(IterableDataset):
         if self.num_batches is None:
             raise TypeError("an infinite WindowDataset has no length (set num_batches)")
         return max(0, self.num_batches - self.start_batch)
+
+
+class WindowDataLoader(DataLoader):
+    """A DataLoader over a :class:`WindowDataset` whose stream only moves forward.
+
+    Each ``iter()`` (Lightning starts one per epoch) begins at the next batch index not
+    yet handed out, so a run longer than one epoch walks through the permutation instead
+    of replaying its first batches. The position is Lightning's resumable-loader state:
+    :meth:`state_dict` saves it with the stream's identity in every checkpoint and
+    :meth:`load_state_dict` restores it, refusing a checkpoint of another stream (seed,
+    batch size, horizon, world size or dataset changed).
+
+    Args:
+        dataset: the window stream; its ``start_batch`` is where the first iteration begins.
+        num_workers, pin_memory, prefetch_factor: as for ``torch.utils.data.DataLoader``.
+            Workers are never persistent: each iteration hands them the new start.
+        position: where the next iteration begins, when something else knows it exactly
+            (the data module passes the trainer's optimizer steps x gradient accumulation:
+            Lightning prefetches a batch ahead of the step when an epoch has no length, so
+            counting handed-out batches would be one ahead in a mid-epoch checkpoint).
+            None: the count of batches handed out.
+    """
+
+    def __init__(
+        self,
+        dataset: WindowDataset,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        prefetch_factor: int | None = None,
+        position=None,
+    ) -> None:
+        if not isinstance(dataset, WindowDataset):
+            raise TypeError(f"WindowDataLoader needs a WindowDataset, got {type(dataset).__name__}")
+        super().__init__(
+            dataset,
+            batch_size=None,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            prefetch_factor=prefetch_factor if num_workers > 0 else None,
+            persistent_workers=False,
+        )
+        self._handed_out = dataset.start_batch
+        self._position = position
+
+    @property
+    def next_batch(self) -> int:
+        """Index of the batch the next consumer step receives."""
+        return int(self._position()) if self._position is not None else self._handed_out
+
+    def __iter__(self):
+        # Workers receive a copy of the dataset when the iterator is made, so setting the
+        # start here moves every worker's share of the stream on together.
+        self._handed_out = self.next_batch
+        self.dataset.start_batch = self._handed_out
+        for batch in super().__iter__():
+            self._handed_out += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, object]:
+        return {"next_batch": self.next_batch, "stream": self.dataset.stream_identity()}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        saved, current = state.get("stream"), self.dataset.stream_identity()
+        if saved != current:
+            diff = {
+                k: (saved.get(k) if isinstance(saved, dict) else None, current[k])
+                for k in current
+                if not isinstance(saved, dict) or saved.get(k) != current[k]
+            }
+            raise ValueError(
+                "the checkpoint was written by another window stream (checkpoint -> now: "
+                f"{diff}); resume with the data, seed, batch size, horizon and number of "
+                "processes it was trained with, or start a new run_dir"
+            )
+        self._handed_out = int(state["next_batch"])
+        if self._position is not None and self.next_batch != self._handed_out:
+            raise ValueError(
+                f"the checkpoint's stream position ({self._handed_out}) disagrees with the "
+                f"trainer's ({self.next_batch}): the checkpoint is inconsistent"
+            )
