@@ -44,7 +44,7 @@ def parse_groups(text: str) -> Partition:
 
 def discover(task: str, data: str, run_root: Path) -> Partition:
     """The CLI's partition for ``task`` (recipes/partition.yaml settings, no recipe written)."""
-    from mt_factored.partition.__main__ import run
+    from mt_factored.partition import run
 
     overrides = [
         f"data='{data}'",

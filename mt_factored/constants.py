@@ -24,6 +24,18 @@ MODEL_CARD_NAME = "README.md"
 SHARD_INDEX_NAME = "index.json"
 LAST_CKPT_NAME = "last.ckpt"
 
+# Hub metadata of the models this project publishes (model cards, mixin class arguments).
+LIBRARY_NAME = "mt_factored"
+LICENSE = "mit"
+PIPELINE_TAG = "reinforcement-learning"
+STUDENT_TAGS = ["robotics", "reinforcement-learning", "world-model", "model-based-rl", "fac-tdmpc"]
+EXPERT_TAGS = ["robotics", "reinforcement-learning", "world-model", "model-based-rl", "tdmpc2"]
+
+# A Lightning checkpoint of the distillation module: the student's architecture under this
+# hyperparameter and its weights under this state-dict prefix (read without Lightning).
+STUDENT_HPARAMS_KEY = "student"
+STUDENT_STATE_PREFIX = "student."
+
 # Bumped whenever the on-disk layout of that artifact changes incompatibly.
 STUDENT_FORMAT_VERSION = 1
 EXPERT_FORMAT_VERSION = 1

@@ -15,7 +15,7 @@ import lightning as L
 from omegaconf import DictConfig
 
 from mt_factored.constants import RECIPES_DIR
-from mt_factored.lit import build
+from mt_factored.training import build
 
 
 def run(cfg: DictConfig) -> dict:

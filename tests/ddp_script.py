@@ -19,7 +19,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from mt_factored.constants import RECIPES_DIR
-from mt_factored.lit import build
+from mt_factored.training import build
 
 
 class RecordWindows(L.Callback):

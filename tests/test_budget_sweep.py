@@ -12,21 +12,17 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 from tiny import run_cli, write_tiny_expert, write_tiny_student
 
-from mt_factored.constants import RECIPES_DIR
-from mt_factored.planning.base import MPPIConfig
-from mt_factored.planning.sweep import (
-    Budget,
-    BudgetScaling,
-    SweepFile,
-    SweepMismatchError,
-    budget_config,
-    build_grid,
+from mt_factored.analysis.budget.grid import Budget, BudgetScaling, budget_config, build_grid
+from mt_factored.analysis.budget.plots import frontier
+from mt_factored.analysis.budget.results import SweepFile, SweepMismatchError
+from mt_factored.analysis.budget.selection import (
     keeps_return,
     select_budgets,
     selection_summary,
     smallest_budget,
 )
-from mt_factored.planning.sweep_plots import frontier
+from mt_factored.constants import RECIPES_DIR
+from mt_factored.planning.base import MPPIConfig
 
 REF = Budget(512, 6)
 

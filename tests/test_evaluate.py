@@ -75,7 +75,7 @@ def test_evaluate_needs_a_model(tmp_path: Path) -> None:
 
 def test_comparison_table_names_budgets_and_equal_budget_speedup() -> None:
     from mt_factored.planning.episodes import EpisodeStats
-    from mt_factored.report import comparison_table
+    from mt_factored.planning.report import comparison_table
 
     def stats(returns, ms, budget, **extra):
         return EpisodeStats(

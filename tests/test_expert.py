@@ -266,14 +266,14 @@ def test_q_avg_runs_only_two_members(monkeypatch, tiny_config):
     task = torch.arange(8) % 30
     z, action = torch.randn(8, 32).softmax(-1), torch.rand(8, 6) * model.action_mask(task)
     members_run = []
-    real = model_module._ensemble_forward
+    real = model_module.ensemble_forward
 
     def spy(*args, **kwargs):
         out = real(*args, **kwargs)
         members_run.append(out.shape[0])
         return out
 
-    monkeypatch.setattr(model_module, "_ensemble_forward", spy)
+    monkeypatch.setattr(model_module, "ensemble_forward", spy)
     value = model.q_avg(z, action, task, generator=torch.Generator().manual_seed(3))
     assert members_run == [2] and value.shape == (8, 1)
     chosen = torch.randperm(5, generator=torch.Generator().manual_seed(3))[:2]

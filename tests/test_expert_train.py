@@ -11,10 +11,10 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from mt_factored.constants import MT_ACTION_DIM, MT_OBS_DIM, RECIPES_DIR
-from mt_factored.expert.online_config import build_expert_config
-from mt_factored.expert.online_learner import RunningScale
-from mt_factored.expert.replay import EpisodeReplay
-from mt_factored.expert.trainer import EXPERT_NAME, STATE_NAME
+from mt_factored.online.config import build_expert_config
+from mt_factored.online.learner import RunningScale
+from mt_factored.online.replay import EpisodeReplay
+from mt_factored.online.trainer import EXPERT_NAME, STATE_NAME
 
 CARTPOLE_BALANCE_ID = 8  # mt30 task id
 EPISODE = 50  # agent steps per test episode
@@ -48,7 +48,7 @@ def compose_cfg(run_dir: Path, *overrides: str):
 
 
 def train(run_dir: Path, *overrides: str) -> dict:
-    from mt_factored.expert.train import run
+    from mt_factored.train_expert import run
 
     return run(compose_cfg(run_dir, *overrides))
 
@@ -141,7 +141,7 @@ def test_running_scale_tracks_percentile_range() -> None:
 
 def test_one_update_moves_the_target_by_tau_and_leaves_eval_mode() -> None:
     from mt_factored.expert.model import TDMPC2Expert
-    from mt_factored.expert.online_learner import TDMPC2Learner
+    from mt_factored.online.learner import TDMPC2Learner
 
     torch.manual_seed(0)
     config = build_expert_config(
@@ -338,7 +338,7 @@ def test_cli_stops_and_resumes_with_the_same_command(tmp_path: Path) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "mt_factored.expert.train",
+        "mt_factored.train_expert",
         *TINY,
         f"run_dir={tmp_path}",
         f"steps={2 * EPISODE}",

@@ -164,7 +164,7 @@ def test_extension_errors_are_clear() -> None:
 
 # ------------------------------------------------------------------------ batches
 def test_batch_adapter_maps_ids_and_sizes() -> None:
-    from mt_factored.finetune import BatchAdapter
+    from mt_factored.training.finetune import BatchAdapter
 
     data_set = get_task_set("dmc_extra")
     grown = extend_student(tiny_student(), ["pointmass-easy", "quadruped-walk"])
@@ -211,7 +211,7 @@ def write_chunk(path: Path, task_id: int, spec: TaskSpec, obs_dim: int, action_d
 def assets(tmp_path_factory) -> dict[str, Path]:
     """A tiny mt30 student folder, a tiny quadruped-walk expert and its dmc_extra data."""
     from mt_factored.expert import TDMPC2Expert
-    from mt_factored.expert.online_config import build_expert_config
+    from mt_factored.online.config import build_expert_config
 
     root = tmp_path_factory.mktemp("finetune")
     tiny_student(tasks="mt30").save_pretrained(root / "student")
@@ -256,8 +256,9 @@ def finetune_cfg(assets, run_dir: Path, *extra: str):
 
 
 def test_finetune_runs_freezes_shared_modules_and_evaluates(assets, tmp_path) -> None:
-    from mt_factored.finetune import load_pretrained, run
-    from mt_factored.lit.module import DistillModule
+    from mt_factored.finetune import run
+    from mt_factored.training.finetune import load_pretrained
+    from mt_factored.training.module import DistillModule
 
     results = run(finetune_cfg(assets, tmp_path, "freeze_shared=true", "optim.lr=1e-2"))
     assert set(results["student"]) == {"quadruped-walk"}
@@ -282,7 +283,7 @@ def test_finetune_runs_freezes_shared_modules_and_evaluates(assets, tmp_path) ->
 
 
 def test_from_scratch_trains_the_same_architecture_fresh(assets, tmp_path) -> None:
-    from mt_factored.finetune import prepare_student
+    from mt_factored.training.finetune import prepare_student
 
     cfg = finetune_cfg(assets, tmp_path, "from_scratch=true")
     scratch, _ = prepare_student(cfg, ["quadruped-walk"])
@@ -300,8 +301,8 @@ def test_from_scratch_trains_the_same_architecture_fresh(assets, tmp_path) -> No
 
 
 def test_missing_pretrained_and_unknown_task_are_clear(assets, tmp_path) -> None:
+    from mt_factored.artifacts.folder import ArtifactNotFoundError
     from mt_factored.finetune import run
-    from mt_factored.hub.files import ArtifactNotFoundError
 
     with pytest.raises(ArtifactNotFoundError, match="pretrained=.*no such Lightning checkpoint"):
         run(finetune_cfg(assets, tmp_path, f"pretrained={tmp_path / 'last.ckpt'}"))

@@ -105,7 +105,7 @@ def lightning_ckpt(tmp_path_factory) -> tuple[Path, FactoredStudent]:
     """A real Lightning checkpoint of DistillModule holding a random student."""
     import lightning as L
 
-    from mt_factored.lit.module import DistillModule
+    from mt_factored.training.module import DistillModule
 
     module = DistillModule(
         student=dataclasses.asdict(tiny_config()),
@@ -130,7 +130,7 @@ def lightning_ckpt(tmp_path_factory) -> tuple[Path, FactoredStudent]:
 
 def results_json(path: Path) -> Path:
     """An evaluation output as mt_factored.evaluate writes it."""
-    from mt_factored.evaluate import write_results_json
+    from mt_factored.analysis.evaluation import write_results_json
     from mt_factored.planning.episodes import EpisodeStats
 
     def stats(task: str, returns: list[float], ms: float) -> EpisodeStats:
@@ -497,7 +497,7 @@ def test_cli_entry_point_dry_run(tmp_path, saved) -> None:
 # --------------------------------------------------------------------------- experts
 def test_expert_folder_round_trip(tmp_path, no_upload) -> None:
     from mt_factored.expert import TDMPC2Expert
-    from mt_factored.expert.hub import expert_from_pretrained
+    from mt_factored.expert.pretrained import expert_from_pretrained
     from mt_factored.expert.resolve import load_expert
 
     pt = write_tiny_expert(tmp_path / "mt30-tiny.pt", seed=2)

@@ -12,15 +12,15 @@ from safetensors.torch import load_file
 from test_expert_train import EPISODE, TINY, read_csv
 
 from mt_factored.constants import ACTION, OBS, RECIPES_DIR, TASK
-from mt_factored.expert.online_distill import (
+from mt_factored.online.distill import (
     EVAL_FIELDS,
     STUDENT_DIR,
     TRAIN_FIELDS,
     build_student_config,
     student_batch,
 )
-from mt_factored.expert.replay import EpisodeReplay
-from mt_factored.expert.trainer import STATE_NAME
+from mt_factored.online.replay import EpisodeReplay
+from mt_factored.online.trainer import STATE_NAME
 
 CARTPOLE_BALANCE_ID = 8  # mt30 task id
 TASK_NAME = "cartpole-balance"
@@ -46,7 +46,7 @@ RUN = (f"steps={EPISODES * EPISODE}", "eval.every_steps=0", f"distill.start_step
 def train(run_dir: Path, *overrides: str) -> dict:
     from hydra import compose, initialize_config_dir
 
-    from mt_factored.expert.train import run
+    from mt_factored.train_expert import run
 
     with initialize_config_dir(config_dir=str(RECIPES_DIR), version_base="1.3"):
         cfg = compose("expert_train", overrides=[*TINY, f"run_dir={run_dir}", *overrides])

@@ -13,9 +13,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from mt_factored.constants import RECIPES_DIR
-from mt_factored.data.chunks import write_chunk
-from mt_factored.partition import (
+from mt_factored.analysis.partition import (
     action_affinity,
     cluster_actions,
     discover_partition,
@@ -23,7 +21,9 @@ from mt_factored.partition import (
     task_transitions,
     write_recipe,
 )
-from mt_factored.partition.recipe import GENERATED_MARKER, train_command
+from mt_factored.analysis.partition.recipe import GENERATED_MARKER, train_command
+from mt_factored.constants import RECIPES_DIR
+from mt_factored.data.chunks import write_chunk
 from mt_factored.tasks import get_task_set
 
 WALKER, CARTPOLE = 0, 8  # mt30 ids of walker-stand (24 obs, 6 actions) and cartpole-balance
@@ -223,8 +223,8 @@ def compose_train(search_dir: Path, overrides: list[str], **kwargs):
 
 
 def test_cli_recipe_composes_into_the_student_config(planted_chunk, tmp_path, capsys) -> None:
-    from mt_factored.lit.build import build_student_config
-    from mt_factored.partition.__main__ import run
+    from mt_factored.partition import run
+    from mt_factored.training.build import build_student_config
 
     cfg = compose_partition(
         [

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from tiny import run_cli, write_tiny_expert, write_tiny_student
 
-from mt_factored.planning.perturb import (
+from mt_factored.analysis.perturbations import (
     Perturbation,
     PerturbationSpecError,
     actuator_names,

@@ -13,7 +13,7 @@ from mt_factored.nn import SimNorm, renormed_embedding, simnorm
 from mt_factored.planning import MPPIConfig, MPPIPlanner
 from mt_factored.planning.student_adapter import StudentPlanningModel
 from mt_factored.student import FactoredStudent, StudentConfig
-from mt_factored.student.layers import ConditionedMLP
+from mt_factored.student.conditioned import ConditionedMLP
 
 TINY = dict(latent_dim=16, mlp_dim=32, enc_dim=32, task_dim=8, agent_dim=8)
 WALKER, PENDULUM, REACHER = 1, 7, 4  # mt30 ids: 6, 1 and 2 joints

@@ -95,8 +95,8 @@ def test_resume_matches_uninterrupted_run(assets, tmp_path) -> None:
 
 def test_missing_data_and_expert_say_what_to_run(assets, tmp_path) -> None:
     from mt_factored.expert.resolve import ExpertNotFoundError
-    from mt_factored.lit.build import DatasetNotFoundError
     from mt_factored.train import run
+    from mt_factored.training.build import DatasetNotFoundError
 
     with pytest.raises(DatasetNotFoundError, match="mt_factored.data prepare source=hub"):
         run(compose_train(smoke_overrides(assets, tmp_path, f"data={tmp_path / 'nope'}")))

@@ -12,9 +12,15 @@ import torch
 from PIL import Image
 from tiny import write_tiny_expert
 
+from mt_factored.analysis.viz import (
+    RETURNS_FIGSIZE,
+    TSNE_FIGSIZE,
+    Rollout,
+    joint_latents,
+    plan_returns,
+)
 from mt_factored.student import FactoredStudent, StudentConfig
 from mt_factored.tasks import get_task_set
-from mt_factored.viz import RETURNS_FIGSIZE, TSNE_FIGSIZE, Rollout, joint_latents, plan_returns
 
 pytest.importorskip("sklearn", reason="the t-SNE plots need the viz extra (scikit-learn)")
 

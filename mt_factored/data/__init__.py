@@ -14,7 +14,7 @@
 """
 
 from mt_factored.data.chunks import ChunkFile, read_chunk, write_chunk
-from mt_factored.data.hub import DatasetDownloadError
+from mt_factored.data.download import DatasetDownloadError
 from mt_factored.data.info import dataset_summary, format_summary
 from mt_factored.data.prepare import prepare
 from mt_factored.data.sampler import WindowSampler
@@ -28,7 +28,7 @@ def __getattr__(name: str):
     """`WindowDataModule` imports lightning: loaded on first access, so data workers and
     the CLI stay light."""
     if name == "WindowDataModule":
-        from mt_factored.data.datamodule import WindowDataModule
+        from mt_factored.data.datamodule import WindowDataModule  # lazy: lightning start-up cost
 
         return WindowDataModule
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

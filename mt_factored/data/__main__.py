@@ -16,6 +16,8 @@ import sys
 
 from omegaconf import OmegaConf
 
+from mt_factored import data
+
 USAGE = __doc__
 
 COMMANDS = {
@@ -68,8 +70,6 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as err:
         print(f"error: {err}\n{USAGE}", file=sys.stderr)
         return 2
-    from mt_factored import data
-
     try:
         if command == "prepare":
             data.prepare(**args)

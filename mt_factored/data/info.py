@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from mt_factored.constants import REWARD
+from mt_factored.data.chunks import read_chunk
 from mt_factored.data.shards import ShardedDataset, read_index
 from mt_factored.data.store import chunk_paths
 from mt_factored.data.validate import as_float32, to_numpy
@@ -46,8 +47,6 @@ def _per_task_from_index(index: dict[str, Any]) -> dict[int, list[float]]:
 
 
 def _per_task_from_chunks(source: Any) -> tuple[dict[int, list[float]], dict[str, Any]]:
-    from mt_factored.data.chunks import read_chunk
-
     out: dict[int, list[float]] = {}
     meta: dict[str, Any] = {"shards": 0}
     for path in chunk_paths(source):

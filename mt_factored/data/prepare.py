@@ -35,7 +35,7 @@ import numpy as np
 
 from mt_factored.constants import ACTION, OBS, REWARD, SHARD_FORMAT_VERSION, TASK
 from mt_factored.data.chunks import ChunkFile, read_chunk
-from mt_factored.data.hub import hub_chunk_file, hub_chunk_names
+from mt_factored.data.download import hub_chunk_file, hub_chunk_names
 from mt_factored.data.info import accumulate_reward_stats
 from mt_factored.data.shards import CHECKSUM, read_index, verify_shard, write_index
 from mt_factored.data.store import FRAME_KEYS, chunk_paths
@@ -48,6 +48,7 @@ from mt_factored.data.validate import (
     validate_block,
     validate_header,
 )
+from mt_factored.tasks import get_task_set
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +174,6 @@ def _progress(enabled: bool):
 def _new_index(task_set: str | None, names: list[str], shard_episodes: int) -> dict[str, Any]:
     spec = None
     if task_set is not None:
-        from mt_factored.tasks import get_task_set
-
         spec = get_task_set(task_set)
     return {
         "format_version": SHARD_FORMAT_VERSION,

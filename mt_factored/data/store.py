@@ -24,7 +24,16 @@ from typing import Any
 import numpy as np
 
 from mt_factored.constants import ACTION, OBS, REWARD, TASK, TERMINATED
-from mt_factored.data.validate import NUMPY_DTYPES, TORCH_DTYPES, ChunkFormatError, as_float32
+from mt_factored.data.chunks import ChunkFile
+from mt_factored.data.validate import (
+    DTYPE_NAMES,
+    NUMPY_DTYPES,
+    TORCH_DTYPES,
+    ChunkFormatError,
+    as_float32,
+    validate_block,
+    validate_header,
+)
 
 FRAME_KEYS = (OBS, ACTION, REWARD, TERMINATED)  # per-frame arrays; TASK is per episode
 
@@ -196,9 +205,6 @@ def store_from_chunks(
         block_episodes: episodes validated at a time.
         **expect: expectations for `validate_block` (num_tasks, action_dims).
     """
-    from mt_factored.data.chunks import ChunkFile
-    from mt_factored.data.validate import DTYPE_NAMES, validate_block, validate_header
-
     regions, episodes, tasks, dtypes, sizes = [], [], [], None, None
     for path in chunk_paths(source):
         chunk = ChunkFile(path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mt_factored.dictconfig import DictRoundTrip
+from mt_factored.artifacts.configs import DictRoundTrip
 
 LOSSES = ("kl", "mse")
 

@@ -24,17 +24,19 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from mt_factored.expert.config import MODEL_SIZES, SIZE_OVERRIDES, TASK_DIMS, ExpertConfig
-from mt_factored.expert.model import TDMPC2Expert
-from mt_factored.tasks import get_task_set
+from mt_factored.expert.config import ExpertConfig
+from mt_factored.expert.shapes import Q_PREFIX, SIZE_FIELDS, infer_architecture, infer_hint
+
+if TYPE_CHECKING:
+    from mt_factored.expert.model import TDMPC2Expert
 
 log = logging.getLogger(__name__)
 
-Q_PREFIX, DETACH_PREFIX, TARGET_PREFIX = "_Qs.params.", "_detach_Qs_params.", "_target_Qs_params."
+DETACH_PREFIX, TARGET_PREFIX = "_detach_Qs_params.", "_target_Qs_params."
 OLD_TARGET_PREFIX = "_target_Qs.params."
 TD_META_KEYS = ("__batch_size", "__device")  # tensordict bookkeeping in new-layout files
 OLD_Q_FIELDS = ("weight", "bias", "ln.weight", "ln.bias")  # N % 4 in the old layout
@@ -143,7 +145,7 @@ def detect_layout(state: Mapping[str, Any], source: str = "checkpoint") -> str:
                 f"files (LayerNorm stored as separate numbered modules, e.g. {key!r}). Those "
                 "files are known not to reproduce their published scores and are not "
                 "supported; use another seed's file or train an expert with "
-                "mt_factored.expert.train."
+                "mt_factored.train_expert."
             )
     if DETACH_PREFIX + "0.weight" in state:
         return "new"
@@ -246,26 +248,19 @@ def load_state_dict_any_layout(
     return load_into(model, read_checkpoint(path, map_location), str(path))
 
 
-def load_expert(
-    path: str | Path,
+def config_for_state(
+    state: Mapping[str, Any],
     task_set: str = "mt30",
-    model_size: int | float | str = 5,
-    config: ExpertConfig | None = None,
-    map_location: str | torch.device = "cpu",
-) -> TDMPC2Expert:
-    """Builds the expert for `config` (default: the published `task_set` model of
-    `model_size`; `model_size="auto"` reads the sizes off the file, for multi-task
-    experts of custom sizes) and loads `path` into it. The model is returned in eval mode."""
-    state = read_checkpoint(path, map_location)
-    detect_layout(state, str(path))
-    if config is None and model_size in ("auto", None):
+    model_size: int | float | str | None = 5,
+) -> ExpertConfig:
+    """The config a multi-task state dict is loaded into: the published `task_set` model of
+    `model_size`, or with `model_size="auto"` (or None) the sizes read off the file (multi-task
+    experts of custom sizes)."""
+    if model_size in ("auto", None):
         arch = infer_architecture(state)
-        sizes = {k: arch[k] for k in (*_SIZE_FIELDS, "task_dim", "num_bins") if k in arch}
-        config = ExpertConfig.custom(task_set, **sizes)
-    if config is None:
-        config = ExpertConfig.from_size(model_size, task_set)
-    model = TDMPC2Expert(config).to(map_location)
-    return load_into(model, state, str(path)).eval()
+        sizes = {k: arch[k] for k in (*SIZE_FIELDS, "task_dim", "num_bins") if k in arch}
+        return ExpertConfig.custom(task_set, **sizes)
+    return ExpertConfig.from_size(model_size, task_set)
 
 
 def single_task_config(state: Mapping[str, Any], task: str) -> ExpertConfig:
@@ -279,23 +274,13 @@ def single_task_config(state: Mapping[str, Any], task: str) -> ExpertConfig:
             task, hint=infer_hint(state), detail="It is a multi-task model, not a single-task one."
         )
     base = ExpertConfig.single_task(task)
-    sizes = {k: arch[k] for k in (*_SIZE_FIELDS, "num_bins") if k in arch}
+    sizes = {k: arch[k] for k in (*SIZE_FIELDS, "num_bins") if k in arch}
     for name in ("log_std_min", "log_std_dif"):
         if isinstance(state.get(name), torch.Tensor):
             sizes[name] = state[name].item()
     if "log_std_dif" in sizes:
         sizes["log_std_max"] = sizes.get("log_std_min", base.log_std_min) + sizes.pop("log_std_dif")
     return dataclasses.replace(base, **sizes)
-
-
-def load_single_task_expert(
-    path: str | Path, task: str, map_location: str | torch.device = "cpu"
-) -> TDMPC2Expert:
-    """Loads a single-task expert of `task` whose sizes are read off the file."""
-    state = read_checkpoint(path, map_location)
-    detect_layout(state, str(path))
-    model = TDMPC2Expert(single_task_config(state, task)).to(map_location)
-    return load_into(model, state, str(path)).eval()
 
 
 # ---------------------------------------------------------------- writing
@@ -330,84 +315,3 @@ def save_checkpoint(model: TDMPC2Expert, path: str | Path) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
-
-
-# ---------------------------------------------------------------- hints
-def infer_architecture(state: Mapping[str, Any]) -> dict[str, int]:
-    """Architecture fields read off a state dict's shapes (either layout; fields it
-    cannot tell are left out)."""
-    shapes = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
-    arch: dict[str, int] = {}
-    if "_task_emb.weight" in shapes:
-        arch["num_tasks"], arch["task_dim"] = shapes["_task_emb.weight"]
-    else:
-        arch["num_tasks"], arch["task_dim"] = 1, 0
-    enc: list[tuple[int, ...]] = []  # encoder weight shapes, layer by layer
-    while len(shapes.get(f"_encoder.state.{len(enc)}.weight", ())) == 2:
-        enc.append(shapes[f"_encoder.state.{len(enc)}.weight"])
-    if enc:
-        first, last = enc[0], enc[-1]
-        arch["num_enc_layers"] = len(enc)
-        arch["enc_dim"], arch["obs_dim"] = first[0], first[1] - arch["task_dim"]
-        arch["latent_dim"] = last[0]
-    dyn = shapes.get("_dynamics.0.weight")
-    if dyn is not None and len(dyn) == 2 and "latent_dim" in arch:
-        arch["mlp_dim"] = dyn[0]
-        arch["action_dim"] = dyn[1] - arch["latent_dim"] - arch["task_dim"]
-    q = shapes.get(Q_PREFIX + "0.weight") or shapes.get(Q_PREFIX + "0")
-    if q is not None:
-        arch["num_q"] = q[0]
-    if "_reward.2.weight" in shapes:
-        arch["num_bins"] = shapes["_reward.2.weight"][0]
-    return arch
-
-
-_SIZE_FIELDS = ("enc_dim", "mlp_dim", "latent_dim", "num_enc_layers", "num_q")
-
-
-def infer_hint(state: Mapping[str, Any]) -> str:
-    """A sentence naming the published configuration a state dict fits, if any."""
-    arch = infer_architecture(state)
-    if not {"latent_dim", "mlp_dim", "num_q"} <= set(arch):
-        return ""
-    facts = ", ".join(f"{k} {v}" for k, v in arch.items())
-    for size, sizes in MODEL_SIZES.items():
-        if arch["task_dim"] == 0:
-            if all(arch.get(f) == sizes[f] for f in _SIZE_FIELDS):
-                return _single_task_hint(arch, size, facts)
-            continue
-        for set_name, dims in TASK_DIMS.items():
-            want = {**sizes, **SIZE_OVERRIDES.get(set_name, {}).get(size, {})}
-            if dims[size] != arch["task_dim"] or any(arch.get(f) != want[f] for f in _SIZE_FIELDS):
-                continue
-            try:
-                n_tasks = len(get_task_set(set_name))
-            except ValueError:
-                n_tasks = None
-            if n_tasks not in (None, arch["num_tasks"]):
-                continue
-            return (
-                f"this looks like {set_name}-{size}M; pass model_size={size}"
-                + (f", task_set={set_name!r}" if set_name != "mt30" else "")
-                + f" (file: {facts})."
-            )
-    if arch["task_dim"] == 0:
-        return (
-            f"this looks like a single-task model ({facts}); pass "
-            "config=ExpertConfig.single_task(<task>, model_size) or a custom ExpertConfig."
-        )
-    return (
-        f'the file\'s shapes say {facts}; pass model_size="auto" (recipes: '
-        "expert_model_size=auto) to read the sizes off the file, or build an ExpertConfig "
-        "with these and pass config=."
-    )
-
-
-def _single_task_hint(arch: dict[str, int], size: int, facts: str) -> str:
-    dims = (arch.get("obs_dim"), arch.get("action_dim"))
-    fits = [t.name for t in get_task_set("mt30") if (t.obs_dim, t.action_dim) == dims]
-    which = f" (mt30 tasks with these dims: {', '.join(fits)})" if fits else ""
-    return (
-        f"this looks like a single-task {size}M model{which}; pass "
-        f"config=ExpertConfig.single_task(<task>, model_size={size}) (file: {facts})."
-    )

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from mt_factored.dictconfig import DictRoundTrip
+from mt_factored.artifacts.configs import DictRoundTrip
 from mt_factored.tasks import get_task, get_task_set
 
 # Published multi-task model sizes (millions of parameters -> architecture).

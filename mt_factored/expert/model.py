@@ -22,7 +22,6 @@ scale is then 1 and the gradients are the reference's).
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,17 +30,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mt_factored.expert.checkpoint import (
+    config_for_state,
+    detect_layout,
+    load_into,
+    read_checkpoint,
+    save_checkpoint,
+    single_task_config,
+)
 from mt_factored.expert.config import TASK_EMB_MAX_NORM, ExpertConfig
+from mt_factored.expert.ensemble import QEnsemble, ensemble_forward, frozen_copy
 from mt_factored.expert.interface import PolicyOutput
 from mt_factored.nn import (
     DiscreteRegression,
-    EnsembleNormedLinear,
     SimNorm,
     ensemble_mlp,
     mlp,
     renormed_embedding,
 )
-from mt_factored.nn.layers import trunc_normal_init_, zero_init_last_layer_
+from mt_factored.nn.blocks import trunc_normal_init_, zero_init_last_layer_
 
 TaskIds = Tensor | int | None
 
@@ -51,64 +58,6 @@ _RENORM_EPS = 1e-7  # PyTorch's embedding renorm: scale = max_norm / (norm + 1e-
 _SQUASH_EPS = 1e-6  # tanh log-det correction: log(relu(1 - a^2) + 1e-6), as TD-MPC2
 _ENTROPY_EPS = 1e-8  # denominator guard of TD-MPC2's entropy scale
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-
-
-class _QEnsemble(nn.Module):
-    """Holds the stacked Q members under `params`, so keys read `_Qs.params.{i}.*`."""
-
-    def __init__(self, params: nn.Sequential) -> None:
-        super().__init__()
-        self.params = params
-
-
-def _frozen_copy(module: nn.Module) -> nn.Module:
-    """A deep copy whose parameters are buffers: saved and moved, never optimised."""
-    clone = copy.deepcopy(module)
-    for sub in clone.modules():
-        for name, param in list(sub._parameters.items()):
-            del sub._parameters[name]
-            sub.register_buffer(name, param.detach().clone())
-    return clone
-
-
-def _ensemble_forward(
-    layers: nn.Sequential,
-    x: Tensor,
-    members: Tensor | None = None,
-    detach: bool = False,
-    dropout: bool = True,
-) -> Tensor:
-    """Runs the (possibly selected) members of a stacked ensemble on a shared input.
-
-    Args:
-        layers: `ensemble_mlp` layers (weights `[num_q, out, in]`).
-        x: `[..., in]`, the same input for every member.
-        members: LongTensor of member indices to run (all when None).
-        detach: use detached weights (gradients reach `x` only).
-        dropout: apply the first layer's dropout module (active in training mode).
-
-    Returns:
-        `[members, ..., out]`.
-    """
-    lead = x.shape[:-1]
-    h = x.reshape(1, -1, x.shape[-1])
-    for layer in layers:
-        normed = isinstance(layer, EnsembleNormedLinear)
-        params = [layer.weight, layer.bias]
-        if normed:
-            params += [layer.ln.weight, layer.ln.bias]
-        if members is not None:
-            params = [p.index_select(0, members) for p in params]
-        if detach:
-            params = [p.detach() for p in params]
-        weight, bias = params[0], params[1]
-        h = torch.baddbmm(bias.unsqueeze(1), h.expand(weight.shape[0], -1, -1), weight.mT)
-        if normed:
-            if dropout and layer.dropout is not None:
-                h = layer.dropout(h)
-            h = F.layer_norm(h, (h.shape[-1],)) * params[2].unsqueeze(1) + params[3].unsqueeze(1)
-            h = layer.act(h)
-    return h.reshape(h.shape[0], *lead, h.shape[-1])
 
 
 class TDMPC2Expert(nn.Module):
@@ -140,7 +89,7 @@ class TDMPC2Expert(nn.Module):
         self._dynamics = mlp(z_a_t, 2 * [c.mlp_dim], c.latent_dim, SimNorm(c.simnorm_dim))
         self._reward = mlp(z_a_t, 2 * [c.mlp_dim], c.num_bins)
         self._pi = mlp(c.latent_dim + c.task_dim, 2 * [c.mlp_dim], 2 * c.action_dim)
-        self._Qs = _QEnsemble(
+        self._Qs = QEnsemble(
             ensemble_mlp(c.num_q, z_a_t, 2 * [c.mlp_dim], c.num_bins, dropout=c.dropout)
         )
         self.regression = DiscreteRegression(c.num_bins, c.vmin, c.vmax)
@@ -154,7 +103,7 @@ class TDMPC2Expert(nn.Module):
             nn.init.uniform_(self._task_emb.weight, -TASK_EMB_INIT_RANGE, TASK_EMB_INIT_RANGE)
         zero_init_last_layer_(self._reward)
         zero_init_last_layer_(self._Qs.params)
-        self._target_Qs_params = _frozen_copy(self._Qs.params)
+        self._target_Qs_params = frozen_copy(self._Qs.params)
 
     # ----------------------------------------------------------------- facts
     @property
@@ -321,8 +270,8 @@ class TDMPC2Expert(nn.Module):
 
     def _q(self, x: Tensor, members, target: bool, detach: bool) -> Tensor:
         if target:
-            return _ensemble_forward(self._target_Qs_params, x, members, True, dropout=False)
-        return _ensemble_forward(self._Qs.params, x, members, detach, dropout=True)
+            return ensemble_forward(self._target_Qs_params, x, members, True, dropout=False)
+        return ensemble_forward(self._Qs.params, x, members, detach, dropout=True)
 
     def _q_tensor_pairs(self) -> Iterator[tuple[Tensor, Tensor]]:
         """(target buffer, online parameter) pairs, matched by name."""
@@ -387,17 +336,34 @@ class TDMPC2Expert(nn.Module):
         model_size: int | float | str = 5,
         config: ExpertConfig | None = None,
         map_location: str | torch.device = "cpu",
+        task: str | None = None,
     ) -> TDMPC2Expert:
-        """Loads a TD-MPC2 checkpoint (new or old key layout); see `checkpoint.load_expert`."""
-        from mt_factored.expert.checkpoint import load_expert
+        """Load a TD-MPC2 checkpoint of either public key layout, in eval mode.
 
-        return load_expert(path, task_set, model_size, config, map_location)
+        Args:
+            config: the architecture to load into; default: the published `task_set` model of
+                `model_size` (`"auto"`: the sizes read off the file, for multi-task experts of
+                custom sizes), or with `task` a single-task model of `task` sized off the file.
+            task: the task of a single-task checkpoint (experts trained here, any size).
 
-    def save_checkpoint(self, path: str | Path) -> None:
-        """Writes `{"model": state_dict}` in the public new layout (atomic)."""
-        from mt_factored.expert.checkpoint import save_checkpoint
+        Raises:
+            CheckpointError / CheckpointMismatchError: unreadable file, or tensors that do not
+                fit the config (the message names them and the configuration they fit).
+        """
+        state = read_checkpoint(path, map_location)
+        detect_layout(state, str(path))
+        if config is None:
+            config = (
+                single_task_config(state, task)
+                if task is not None
+                else config_for_state(state, task_set, model_size)
+            )
+        model = cls(config).to(map_location)
+        return load_into(model, state, str(path)).eval()
 
-        save_checkpoint(self, path)
+    def save_checkpoint(self, path: str | Path) -> Path:
+        """Writes `{"model": state_dict}` in the public new layout (atomic); returns the path."""
+        return save_checkpoint(self, path)
 
     def num_learnable_parameters(self) -> int:
         """Learnable parameters, counted like TD-MPC2 (target ensemble excluded)."""
@@ -421,3 +387,10 @@ def _renorm_scale(rows: Tensor) -> Tensor:
     """Per-row factor bringing norms above the max norm down to it (PyTorch's formula)."""
     norm = rows.norm(dim=-1, keepdim=True)
     return torch.where(norm > TASK_EMB_MAX_NORM, TASK_EMB_MAX_NORM / (norm + _RENORM_EPS), 1.0)
+
+
+def load_single_task_expert(
+    path: str | Path, task: str, map_location: str | torch.device = "cpu"
+) -> TDMPC2Expert:
+    """A single-task expert of `task` whose sizes are read off the file (eval mode)."""
+    return TDMPC2Expert.from_checkpoint(path, map_location=map_location, task=task)

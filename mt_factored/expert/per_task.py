@@ -17,8 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mt_factored.expert.checkpoint import load_single_task_expert
-from mt_factored.expert.model import TDMPC2Expert
+from mt_factored.expert.model import TDMPC2Expert, load_single_task_expert
 from mt_factored.tasks import TaskSet, get_task_set
 
 log = logging.getLogger(__name__)

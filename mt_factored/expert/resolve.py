@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from mt_factored.expert.interface import Expert
+from mt_factored.expert.model import TDMPC2Expert
+from mt_factored.expert.per_task import PerTaskExperts
 
 HUB_PREFIX = "hub:"
 PUBLIC_EXPERT_HINT = (
@@ -71,8 +73,6 @@ def load_expert(
     map_location: str = "cpu",
 ) -> Expert:
     """Load the expert a recipe names (see the module docstring for the forms)."""
-    from mt_factored.expert import PerTaskExperts, TDMPC2Expert
-
     if isinstance(spec, Mapping):
         if not spec:
             raise ValueError("expert mapping is empty: give {task-name: checkpoint, ...}")

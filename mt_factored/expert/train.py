@@ -1,41 +1,12 @@
-"""Train a single-task TD-MPC2 expert online.
+"""Compatibility alias: ``python -m mt_factored.expert.train ...`` runs
+``python -m mt_factored.train_expert ...`` (the online expert trainer's entry point).
 
-    python -m mt_factored.expert.train task=cartpole-balance model_size=cpu
-    python -m mt_factored.expert.train task=walker-stand model_size=5 steps=500000 device=cuda
-
-Writes `<run_dir>/` (default `runs/expert/<task>-<size>-s<seed>`): `expert.pt` (public
-TD-MPC2 layout, loads with `TDMPC2Expert.from_checkpoint` /
-`load_single_task_expert`), `state.pt` (everything needed to resume), `train.csv` and
-`eval.csv` (step, episode, return, ...), `data/chunk_<k>.pt` (every training episode,
-public chunk format), `config.yaml`. Re-running the same command resumes exactly.
-See recipes/expert_train.yaml for every setting.
+The command kept its old name when the online trainer moved out of the teacher package
+(``mt_factored.online``, a layer above ``expert``); this module imports nothing of it and
+only hands the command line on.
 """
 
-from __future__ import annotations
-
-import json
-import logging
-
-import hydra
-from omegaconf import DictConfig
-
-from mt_factored.constants import RECIPES_DIR
-from mt_factored.expert.trainer import OnlineTrainer
-
-log = logging.getLogger(__name__)
-
-
-def run(cfg: DictConfig) -> dict:
-    """Builds the trainer for a composed `expert_train` config and trains."""
-    return OnlineTrainer(cfg).train()
-
-
-@hydra.main(version_base="1.3", config_path=str(RECIPES_DIR), config_name="expert_train")
-def main(cfg: DictConfig) -> None:
-    summary = run(cfg)
-    log.info("summary: %s", json.dumps(summary))
-    print(json.dumps(summary))
-
+import runpy
 
 if __name__ == "__main__":
-    main()
+    runpy.run_module("mt_factored.train_expert", run_name="__main__", alter_sys=True)

@@ -1,19 +1,17 @@
-"""Publish students and experts on the Hugging Face Hub, and fetch them back.
+"""Publish students and experts on the Hugging Face Hub: model cards, conversion of what
+training leaves behind, and the one-commit upload.
 
 - ``python -m mt_factored.hub push checkpoint=... repo_id=ORG/NAME [--dry-run]``
-  (``__main__.py``): a Lightning checkpoint, a saved folder or a TD-MPC2 ``.pt`` becomes a
-  model folder, uploaded as one commit.
-- ``files.py``: folder files (atomic writes, checksums, format versions, fetching a file
-  from a folder or the HF cache); ``card.py``: model cards; ``convert.py``: checkpoints ->
-  models; ``upload.py``: the commit operations and the upload.
-- Loading: ``FactoredStudent.from_pretrained`` (``mt_factored.student.io``) and
-  ``mt_factored.expert.hub.expert_from_pretrained``.
-
-Nothing here imports the student or expert packages at import time (they import
-``files.py``).
+  (``__main__.py``, ``push.py``): a Lightning checkpoint, a saved folder or a TD-MPC2 ``.pt``
+  becomes a model folder, uploaded as one commit.
+- ``card.py``: the model cards; ``results.py``: evaluation results in a card;
+  ``convert.py``: checkpoints -> models; ``upload.py``: the commit operations and the upload.
+- Loading is below this layer: ``mt_factored.student.load_student`` /
+  ``FactoredStudent.from_pretrained`` and ``mt_factored.expert.pretrained.expert_from_pretrained``,
+  on the folder files of ``mt_factored.artifacts``.
 """
 
-from mt_factored.hub.files import (
+from mt_factored.artifacts.folder import (
     ArtifactFormatError,
     ArtifactNotFoundError,
     NewerFormatWarning,

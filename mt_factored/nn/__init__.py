@@ -1,6 +1,6 @@
 """Building blocks shared by the expert (TD-MPC2) and the factored student."""
 
-from mt_factored.nn.layers import (
+from mt_factored.nn.blocks import (
     EnsembleLinear,
     EnsembleNormedLinear,
     NormedLinear,

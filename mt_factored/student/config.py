@@ -12,8 +12,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mt_factored.artifacts.configs import DictRoundTrip
 from mt_factored.constants import MT_ACTION_DIM, MT_OBS_DIM
-from mt_factored.dictconfig import DictRoundTrip
+from mt_factored.tasks import TaskSet, get_task, get_task_set
 
 Partition = tuple[tuple[int, ...], ...]
 """One task's agents: a tuple of groups, each a tuple of action indices."""
@@ -185,8 +186,6 @@ class StudentConfig(DictRoundTrip):
                 groups}`` for the tasks that do not get one joint per agent.
             sizes: any other field (``latent_dim=32``, ``mlp_dim=128``, ...).
         """
-        from mt_factored.tasks import TaskSet, get_task, get_task_set
-
         if isinstance(task_set, str):
             task_set = get_task_set(task_set)
         if isinstance(task_set, TaskSet):

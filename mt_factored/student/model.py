@@ -29,11 +29,12 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from mt_factored.constants import LIBRARY_NAME, LICENSE, PIPELINE_TAG, STUDENT_TAGS
 from mt_factored.nn import mlp, renormed_embedding, simnorm
+from mt_factored.student.agents import AgentLayout
+from mt_factored.student.conditioned import ConditionedMLP
 from mt_factored.student.config import StudentConfig
-from mt_factored.student.io import StudentHubMixin
-from mt_factored.student.layers import ConditionedMLP
-from mt_factored.student.partition import AgentLayout
+from mt_factored.student.pretrained import StudentHubMixin
 
 TASK_EMB_MAX_NORM = 1.0
 """Task-embedding rows are rescaled to at most this norm at lookup (TD-MPC2's max_norm)."""
@@ -84,15 +85,15 @@ class PolicyOutput(NamedTuple):
 class FactoredStudent(
     nn.Module,
     StudentHubMixin,
-    library_name="mt_factored",
-    license="mit",
-    pipeline_tag="reinforcement-learning",
-    tags=["robotics", "reinforcement-learning", "world-model", "model-based-rl", "fac-tdmpc"],
+    library_name=LIBRARY_NAME,
+    license=LICENSE,
+    pipeline_tag=PIPELINE_TAG,
+    tags=STUDENT_TAGS,
 ):
     """Central encoder, then per-agent dynamics, reward, value ensemble and policy prior.
 
     Hub: ``save_pretrained(folder)``, ``from_pretrained(folder_or_repo_id, revision=...)``
-    and ``push_to_hub`` come from :class:`~mt_factored.student.io.StudentHubMixin`
+    and ``push_to_hub`` come from :class:`~mt_factored.student.pretrained.StudentHubMixin`
     (huggingface_hub's ``PyTorchModelHubMixin``): ``model.safetensors`` + ``config.json`` +
     ``README.md``.
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from mt_factored.planning.sweep import Budget
+from mt_factored.analysis.budget.grid import Budget
 
 MEAN = "mean"
 """Panel name of the task average."""

@@ -1,7 +1,7 @@
 """The files of a published model folder: atomic writes, checksums, format versions, and
 fetching one file from a local folder or through the Hugging Face cache.
 
-Shared by the student (``mt_factored.student.io``) and the expert (``mt_factored.expert.hub``).
+Shared by the student (``mt_factored.student.pretrained``) and the expert (``mt_factored.expert.pretrained``).
 A folder holds ``config.json`` (with ``format_version`` and the SHA-256 of the weights),
 ``model.safetensors`` and ``README.md``; ``hf download ORG/NAME --local-dir X``
 gives the same folder back, and the HF cache holds it as ``models--ORG--NAME/snapshots/<rev>/``.
@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from mt_factored import __version__
 from mt_factored.constants import CONFIG_NAME, WEIGHTS_NAME
 
 FORMAT_KEY = "format_version"
@@ -125,8 +126,6 @@ def check_format(data: Mapping[str, Any], model_type: str, supported: int, sourc
     A newer MINOR (``"1.3"`` read by a package writing ``1``) is compatible: it may only
     add fields, which :func:`split_fields` ignores with a warning.
     """
-    from mt_factored import __version__
-
     found_type = data.get(MODEL_TYPE_KEY, model_type)
     if found_type != model_type:
         raise ArtifactFormatError(f"{source} describes a {found_type!r}, not a {model_type!r}")

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from mt_factored.constants import ACTION, OBS, REWARD, TASK
+from mt_factored.data.chunks import write_chunk
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -116,8 +117,6 @@ class ChunkRecorder:
         """Writes the pending episodes (if any) as the next chunk; returns its path."""
         if not self.pending:
             return None
-        from mt_factored.data.chunks import write_chunk
-
         data = {
             k: torch.from_numpy(np.stack([e[k] for e in self.pending]))
             for k in (OBS, ACTION, REWARD)

@@ -28,13 +28,16 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from mt_factored import tasks
 from mt_factored.constants import ACTION, OBS, REWARD
 from mt_factored.expert.model import TDMPC2Expert
-from mt_factored.expert.online_config import build_expert_config, resolve_device
-from mt_factored.expert.online_distill import build_online_distiller
-from mt_factored.expert.online_learner import TDMPC2Learner
-from mt_factored.expert.online_records import ChunkRecorder, CsvLog, atomic_torch_save
-from mt_factored.expert.replay import EpisodeReplay
+from mt_factored.online.config import build_expert_config, resolve_device
+from mt_factored.online.distill import build_online_distiller
+from mt_factored.online.learner import TDMPC2Learner
+from mt_factored.online.records import ChunkRecorder, CsvLog, atomic_torch_save
+from mt_factored.online.replay import EpisodeReplay
+from mt_factored.planning import ExpertPlanningModel, MPPIConfig, MPPIPlanner
+from mt_factored.planning.episodes import run_episodes
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +74,12 @@ class OnlineTrainer:
     """
 
     def __init__(self, cfg: DictConfig) -> None:
-        from mt_factored.planning import ExpertPlanningModel, MPPIConfig, MPPIPlanner
-        from mt_factored.tasks import get_task, get_task_set, make_env
-
         self.cfg = cfg
         self.run_dir = Path(cfg.run_dir)
         self.device = resolve_device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(int(cfg.threads))
-        self.spec = get_task(cfg.task)
+        self.spec = tasks.get_task(cfg.task)
         self.episode_length = int(cfg.max_episode_steps or self.spec.episode_length)
         self.seed_steps = int(
             cfg.seed_steps if cfg.seed_steps is not None else max(1000, 5 * self.episode_length)
@@ -104,7 +104,7 @@ class OnlineTrainer:
             batch_size=int(cfg.replay.batch_size),
             seed=int(cfg.seed),
         )
-        self.env = make_env(cfg.task, seed=int(cfg.seed))
+        self.env = tasks.make_env(cfg.task, seed=int(cfg.seed))
         self.action_rng = np.random.Generator(np.random.PCG64(int(cfg.seed) + 1))
         self.plan_gen = torch.Generator(device=self.device)
         self.plan_gen.manual_seed(int(cfg.seed) + 2)
@@ -114,7 +114,7 @@ class OnlineTrainer:
             self.mppi,
             generator=self.plan_gen,
         )
-        data_set = get_task_set(cfg.record.task_set)
+        data_set = tasks.get_task_set(cfg.record.task_set)
         self.recorder = ChunkRecorder(
             self.run_dir / "data",
             task_id=data_set.index(cfg.task),
@@ -272,9 +272,6 @@ class OnlineTrainer:
 
     def evaluate(self) -> list[float]:
         """`eval.episodes` episodes in MPPI eval mode (own seeds and planner RNG)."""
-        from mt_factored.planning import ExpertPlanningModel, MPPIPlanner
-        from mt_factored.planning.episodes import run_episodes
-
         seed = int(self.cfg.eval.seed)
         planner = MPPIPlanner(
             ExpertPlanningModel(self.expert, generator=seed), self.mppi, generator=seed

@@ -4,18 +4,19 @@
   state change -> cosine affinity of action dims -> average-linkage groups.
 - `task_transitions` (`transitions.py`): one task's ``(s, a, s')`` from chunks or shards.
 - `write_recipe` (`recipe.py`): a train recipe = a base recipe + ``student.partitions``.
-- ``python -m mt_factored.partition data=... task=...`` (`__main__.py`, `recipes/partition.yaml`).
+- `run_partition` (`report.py`): ``python -m mt_factored.partition data=... task=...``
+  (`recipes/partition.yaml`).
 """
 
-from mt_factored.partition.discover import (
+from mt_factored.analysis.partition.discover import (
     PartitionResult,
     action_affinity,
     cluster_actions,
     discover_partition,
     influence_matrix,
 )
-from mt_factored.partition.recipe import recipe_text, write_recipe
-from mt_factored.partition.transitions import task_transitions
+from mt_factored.analysis.partition.recipe import recipe_text, write_recipe
+from mt_factored.analysis.partition.transitions import task_transitions
 
 __all__ = [
     "PartitionResult",

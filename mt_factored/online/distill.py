@@ -39,9 +39,14 @@ from mt_factored.constants import ACTION, OBS, TASK
 from mt_factored.distill import DistillConfig, distill_losses
 from mt_factored.expert.interface import Expert
 from mt_factored.expert.model import TDMPC2Expert
-from mt_factored.expert.replay import EpisodeReplay
+from mt_factored.expert.per_task import PerTaskExperts
+from mt_factored.online.replay import EpisodeReplay
+from mt_factored.planning import MPPIPlanner
 from mt_factored.planning.base import MPPIConfig
+from mt_factored.planning.episodes import run_episodes
+from mt_factored.planning.student_adapter import StudentPlanningModel
 from mt_factored.student import FactoredStudent, StudentConfig
+from mt_factored.tasks import get_task, get_task_set
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +88,6 @@ def build_student_config(
             set holding `task` (its padding and ids, e.g. "mt30").
         sizes: `StudentConfig` size fields (`recipes/model/*.yaml`).
     """
-    from mt_factored.tasks import get_task, get_task_set
-
     sizes = dict(sizes)
     if student_task_set == NATIVE:
         spec = get_task(task)
@@ -182,8 +185,6 @@ class OnlineDistiller:
         seed_steps: int,
         device: torch.device,
     ) -> None:
-        from mt_factored.expert.per_task import PerTaskExperts
-
         self.task, self.device, self.expert = task, device, expert
         self.cfg = dict(cfg)
         self.task_set = str(cfg["student_task_set"])
@@ -285,10 +286,6 @@ class OnlineDistiller:
             `{"student_return": mean, "student_return_std": std}` (empty when
             `eval` is off).
         """
-        from mt_factored.planning import MPPIPlanner
-        from mt_factored.planning.episodes import run_episodes
-        from mt_factored.planning.student_adapter import StudentPlanningModel
-
         if not self.eval_enabled:
             return {}
         self.student.eval()

@@ -1,7 +1,7 @@
 """Plot return vs agent steps of online expert runs (docs/expert_curves.png).
 
-    python -m mt_factored.expert.plot_curves                     # shipped quickstart logs
-    python -m mt_factored.expert.plot_curves runs/expert/*-cpu-s1 --out /tmp/curves.png
+    python -m mt_factored.analysis.expert_curves                     # shipped quickstart logs
+    python -m mt_factored.analysis.expert_curves runs/expert/*-cpu-s1 --out /tmp/curves.png
 
 Each run folder (a trainer `run_dir`, or `checkpoints/quickstart/logs/<task>`) holds
 `train.csv`, `eval.csv` and `config.yaml`. One panel per task: training-episode returns
@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
+from mt_factored import tasks
 from mt_factored.constants import REPO_ROOT
 
 DEFAULT_LOGS = REPO_ROOT / "checkpoints" / "quickstart" / "logs"
@@ -36,11 +37,9 @@ def read_rows(path: Path) -> list[dict[str, float]]:
 
 def random_return(task: str, episodes: int = 10, seed: int = 100) -> tuple[float, float]:
     """Mean and std return of uniform random actions over `episodes` episodes."""
-    from mt_factored.tasks import make_env
-
     returns = []
     for i in range(episodes):
-        env = make_env(task, seed=seed + i)
+        env = tasks.make_env(task, seed=seed + i)
         rng = np.random.default_rng(seed + i)
         env.reset()
         total, done = 0.0, False
@@ -108,7 +107,7 @@ def plot(run_dirs: list[Path], out: Path, random_episodes: int = 10) -> Path:
         ax.legend(fontsize=7, loc="lower right")
     for ax in list(axes.flat)[len(runs) :]:
         ax.axis("off")
-    fig.suptitle("Online single-task TD-MPC2 experts (mt_factored.expert.train)")
+    fig.suptitle("Online single-task TD-MPC2 experts (mt_factored.train_expert)")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)

@@ -7,11 +7,12 @@ in a recipe) loads it, and adds the Hub conventions next to it:
 - ``model.safetensors``: the same weights, this package's module state dict, no pickle;
 - ``config.json``: every :class:`ExpertConfig` field plus ``format_version``, ``model_type``,
   library name and version, the checkpoint name and the SHA-256 of ``model.safetensors``;
-- ``README.md``: the model card (:func:`mt_factored.hub.card.expert_card`).
+- ``README.md``: the model card handed in (``python -m mt_factored.hub push`` writes
+  :func:`mt_factored.hub.card.expert_card`), else a short one.
 
 TDMPC2Expert is not a ``PyTorchModelHubMixin`` (its state dict mirrors the public files, and
 its loading goes through ``checkpoint.py``), so the two functions here play the mixin's
-``save_pretrained`` / ``from_pretrained`` and share the student's checks (``hub.files``).
+``save_pretrained`` / ``from_pretrained`` and share the student's checks (``mt_factored.artifacts.folder``).
 """
 
 from __future__ import annotations
@@ -21,16 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub import ModelCard, ModelCardData
 
-from mt_factored.constants import (
-    CONFIG_NAME,
-    EXPERT_FORMAT_VERSION,
-    MODEL_CARD_NAME,
-    WEIGHTS_NAME,
-)
-from mt_factored.expert.config import ExpertConfig
-from mt_factored.expert.model import TDMPC2Expert
-from mt_factored.hub.files import (
+from mt_factored import __version__
+from mt_factored.artifacts.folder import (
     FORMAT_KEY,
     MODEL_TYPE_KEY,
     WEIGHTS_HASH_KEY,
@@ -40,6 +35,18 @@ from mt_factored.hub.files import (
     staged_files,
     write_weights_and_config,
 )
+from mt_factored.constants import (
+    CONFIG_NAME,
+    EXPERT_FORMAT_VERSION,
+    EXPERT_TAGS,
+    LIBRARY_NAME,
+    LICENSE,
+    MODEL_CARD_NAME,
+    PIPELINE_TAG,
+    WEIGHTS_NAME,
+)
+from mt_factored.expert.config import ExpertConfig
+from mt_factored.expert.model import TDMPC2Expert
 
 EXPERT_MODEL_TYPE = "tdmpc2-expert"
 """Bumped when the expert folder's layout changes incompatibly."""
@@ -59,21 +66,18 @@ def save_expert_pretrained(
     folder: str | os.PathLike,
     *,
     checkpoint_name: str = "expert.pt",
-    model_card_kwargs: dict[str, Any] | None = None,
+    model_card: ModelCard | None = None,
 ) -> Path:
     """Write the expert folder (see the module docstring); each file appears atomically.
 
     Args:
         checkpoint_name: file name of the public-layout checkpoint, e.g. ``mt30-5M.pt``.
-        model_card_kwargs: passed to :func:`mt_factored.hub.card.expert_card` (``repo_id``,
-            ``results``, ``results_meta``, ``datasets``).
+        model_card: the card to write (:func:`mt_factored.hub.card.expert_card`); None: a
+            short card (metadata and how to load the folder).
 
     Returns:
         The folder.
     """
-    from mt_factored import __version__
-    from mt_factored.hub.card import expert_card
-
     if Path(checkpoint_name).name != checkpoint_name or not checkpoint_name.endswith(".pt"):
         raise ValueError(
             f"checkpoint_name must be a bare file name ending in .pt, got {checkpoint_name!r}"
@@ -86,15 +90,32 @@ def save_expert_pretrained(
         config = {
             FORMAT_KEY: EXPERT_FORMAT_VERSION,
             MODEL_TYPE_KEY: EXPERT_MODEL_TYPE,
-            "library_name": "mt_factored",
+            "library_name": LIBRARY_NAME,
             "library_version": __version__,
             CHECKPOINT_KEY: checkpoint_name,
             **expert.config.to_dict(),
         }
         write_weights_and_config(staging, expert, config)
-        card = expert_card(expert, checkpoint_name, **(model_card_kwargs or {}))
+        card = model_card or short_card(expert, checkpoint_name)
         atomic_write(staging / MODEL_CARD_NAME, lambda p: card.save(p))
     return folder
+
+
+def short_card(expert: TDMPC2Expert, checkpoint_name: str) -> ModelCard:
+    """The card of a folder written without one: metadata, what it is, how to load it."""
+    data = ModelCardData(
+        library_name=LIBRARY_NAME,
+        license=LICENSE,
+        tags=sorted(EXPERT_TAGS),
+        pipeline_tag=PIPELINE_TAG,
+    )
+    text = (
+        f"---\n{data.to_yaml()}\n---\n\n# TD-MPC2 expert\n\n{expert.config.describe()}. "
+        f"`{checkpoint_name}` is the public TD-MPC2 checkpoint layout; `model.safetensors` + "
+        "`config.json` hold the same weights: `mt_factored.expert.pretrained."
+        "expert_from_pretrained(<this folder or ORG/NAME>)`.\n"
+    )
+    return ModelCard(text)
 
 
 def expert_config_from_json(data: dict[str, Any], source: str) -> ExpertConfig:

@@ -19,11 +19,12 @@ from mt_factored.constants import LAST_CKPT_NAME
 from mt_factored.data import WindowDataModule
 from mt_factored.expert.interface import Expert
 from mt_factored.expert.resolve import load_expert
-from mt_factored.lit.callbacks import PlanningEvalCallback
-from mt_factored.lit.module import DistillModule
 from mt_factored.planning.base import MPPIConfig
+from mt_factored.planning.report import comparison_table
 from mt_factored.student import StudentConfig
 from mt_factored.tasks import TaskSet, get_task_set
+from mt_factored.training.callbacks import PlanningEvalCallback
+from mt_factored.training.module import DistillModule
 
 log = logging.getLogger(__name__)
 
@@ -188,8 +189,6 @@ def fit_and_report(
     Returns:
         ``{"student": ..., "expert": ...}``: the last evaluation results.
     """
-    from mt_factored.report import comparison_table
-
     trainer = build_trainer(cfg, run_dir, callbacks=[evaluator])
     ckpt_path = resolve_resume(cfg, run_dir)
     if ckpt_path:

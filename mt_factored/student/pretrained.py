@@ -8,11 +8,13 @@
   convention) plus ``format_version``, ``model_type``, library name and version, the task
   table (id, name, action dim, discount, agents), the embodiment table and the SHA-256 of
   the weights. The tables are derived from the fields, for readers; loading ignores them;
-- ``README.md``: the model card (:mod:`mt_factored.hub.card`).
+- ``README.md``: a model card; a short one of its own (how to load it, its size, the training
+  settings when given), or the one a caller hands in (``python -m mt_factored.hub push``
+  writes the full card with the evaluation results, :mod:`mt_factored.hub.card`).
 
 The hooks below add what the mixin leaves out: a version check (another MAJOR
 ``format_version`` is refused; unknown fields of a newer minor version are ignored with a
-:class:`~mt_factored.hub.files.NewerFormatWarning`), strict weight loading with one error
+:class:`~mt_factored.artifacts.folder.NewerFormatWarning`), strict weight loading with one error
 naming every mismatch, the weights checksum, and atomic files.
 """
 
@@ -21,13 +23,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import torch
-from huggingface_hub import ModelCard, PyTorchModelHubMixin
+from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin
 
-from mt_factored.constants import STUDENT_FORMAT_VERSION
-from mt_factored.hub.files import (
+from mt_factored import __version__
+from mt_factored.artifacts.folder import (
     FORMAT_KEY,
     MODEL_TYPE_KEY,
     WEIGHTS_HASH_KEY,
@@ -36,10 +38,18 @@ from mt_factored.hub.files import (
     staged_files,
     write_weights_and_config,
 )
+from mt_factored.artifacts.provenance import reproduce_markdown
+from mt_factored.constants import (
+    LIBRARY_NAME,
+    LICENSE,
+    MODEL_CARD_NAME,
+    PIPELINE_TAG,
+    STUDENT_FORMAT_VERSION,
+    STUDENT_TAGS,
+)
 from mt_factored.student.config import StudentConfig
-
-if TYPE_CHECKING:
-    from mt_factored.student.model import FactoredStudent
+from mt_factored.tasks.sets import TASK_SETS
+from mt_factored.tasks.spec import dm_control_names
 
 STUDENT_MODEL_TYPE = "factored-student"
 METADATA_KEYS = (
@@ -56,19 +66,36 @@ METADATA_KEYS = (
 
 T = TypeVar("T", bound="StudentHubMixin")
 
+SHORT_CARD = """---
+{{ card_data }}
+---
+
+# Factored student
+
+A factored per-joint world model (Fac-TDMPC student, `mt_factored`) for {{ num_tasks }} tasks,
+up to {{ num_agents }} agents per task, {{ num_parameters }} parameters.
+
+```python
+from mt_factored.student import FactoredStudent
+
+student = FactoredStudent.from_pretrained("<this folder or ORG/NAME>")
+```
+
+## Reproduce
+
+{{ reproduce }}
+"""
+"""The card of a folder written by ``save_pretrained`` alone (publishing writes a fuller one)."""
+
 
 # --------------------------------------------------------------------------- config.json
 def known_task_set(task_names: Sequence[str]) -> str | None:
     """The name of the known task set whose task list is exactly ``task_names``, if any."""
-    from mt_factored.tasks.sets import TASK_SETS
-
     names = tuple(task_names)
     return next((n for n, ts in TASK_SETS.items() if tuple(ts.names) == names), None)
 
 
 def _domain(task: str) -> str:
-    from mt_factored.tasks.spec import dm_control_names
-
     try:
         return dm_control_names(task)[0]
     except ValueError:  # a task name outside the "<domain>-<task>" convention
@@ -117,12 +144,10 @@ def task_table(config: StudentConfig) -> list[dict[str, Any]]:
 
 def student_config_json(config: StudentConfig) -> dict[str, Any]:
     """The content of ``config.json`` (without the weights checksum)."""
-    from mt_factored import __version__
-
     return {
         FORMAT_KEY: STUDENT_FORMAT_VERSION,
         MODEL_TYPE_KEY: STUDENT_MODEL_TYPE,
-        "library_name": "mt_factored",
+        "library_name": LIBRARY_NAME,
         "library_version": __version__,
         **config.to_dict(),
         "task_set": known_task_set(config.task_names),
@@ -164,6 +189,7 @@ class StudentHubMixin(PyTorchModelHubMixin):
         config: Any = None,
         repo_id: str | None = None,
         push_to_hub: bool = False,
+        model_card: ModelCard | None = None,
         model_card_kwargs: dict[str, Any] | None = None,
         **push_to_hub_kwargs: Any,
     ) -> str | None:
@@ -174,8 +200,10 @@ class StudentHubMixin(PyTorchModelHubMixin):
         the card of these weights (the mixin alone keeps an existing one).
 
         Args:
-            model_card_kwargs: passed to :func:`mt_factored.hub.card.student_card` (``repo_id``,
-                ``results``, ``results_meta``, ``training``, ``datasets``).
+            model_card: the card to write (``mt_factored.hub.card.student_card`` writes the
+                published one); None: the short card of :meth:`generate_model_card`.
+            model_card_kwargs: passed to :meth:`generate_model_card` (``training``: settings
+                that reproduce the run).
             push_to_hub, repo_id, push_to_hub_kwargs: as the mixin (prefer
                 ``python -m mt_factored.hub push``).
 
@@ -188,6 +216,8 @@ class StudentHubMixin(PyTorchModelHubMixin):
             )
         folder = Path(save_directory)
         with staged_files(folder) as staging:
+            if model_card is not None:  # the mixin keeps a README.md that is already there
+                model_card.save(staging / MODEL_CARD_NAME)
             super().save_pretrained(staging, model_card_kwargs=model_card_kwargs)
         if push_to_hub:
             return self.push_to_hub(
@@ -195,11 +225,26 @@ class StudentHubMixin(PyTorchModelHubMixin):
             )
         return None
 
-    def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
-        """Mixin hook: the student's card (:func:`mt_factored.hub.card.student_card`)."""
-        from mt_factored.hub.card import student_card
-
-        return student_card(self, self._hub_mixin_info.model_card_data, **kwargs)
+    def generate_model_card(
+        self, *args: Any, training: dict[str, Any] | None = None, **kwargs: Any
+    ) -> ModelCard:
+        """Mixin hook: a short card (metadata, how to load, size, the training settings)."""
+        c = self.config
+        data = ModelCardData(
+            library_name=LIBRARY_NAME,
+            license=LICENSE,
+            tags=sorted(STUDENT_TAGS),
+            pipeline_tag=PIPELINE_TAG,
+        )
+        parameters = sum(p.numel() for p in self.parameters())  # type: ignore[attr-defined]
+        return ModelCard.from_template(
+            data,
+            template_str=SHORT_CARD,
+            num_tasks=c.num_tasks,
+            num_agents=c.num_agents,
+            num_parameters=f"{parameters:,}",
+            reproduce=reproduce_markdown(training),
+        )
 
     @classmethod
     def from_pretrained(
@@ -264,25 +309,3 @@ class StudentHubMixin(PyTorchModelHubMixin):
             local_files_only=local_files_only,
             token=token,
         )
-
-
-# ------------------------------------------------------------------------- plain functions
-def save_student(
-    student: FactoredStudent, folder: str | os.PathLike, **model_card_kwargs: Any
-) -> Path:
-    """``student.save_pretrained(folder)``; returns the folder."""
-    student.save_pretrained(folder, model_card_kwargs=model_card_kwargs)
-    return Path(folder)
-
-
-def load_student(
-    folder_or_repo: str | os.PathLike,
-    revision: str | None = None,
-    map_location: str | torch.device = "cpu",
-) -> FactoredStudent:
-    """``FactoredStudent.from_pretrained(folder_or_repo, revision=..., map_location=...)``."""
-    from mt_factored.student.model import FactoredStudent
-
-    return FactoredStudent.from_pretrained(
-        folder_or_repo, revision=revision, map_location=map_location
-    )

@@ -27,6 +27,8 @@ from typing import Literal
 
 import numpy as np
 
+from mt_factored import tasks
+
 KINDS = ("dummy", "scale")
 SWEEP = "*"
 SPEC_HELP = (
@@ -82,9 +84,7 @@ class Perturbation:
 @functools.cache
 def actuator_names(task: str) -> tuple[str, ...]:
     """Actuator names of ``task``'s dm_control model, in action order ("" for unnamed ones)."""
-    from mt_factored.tasks import make_env
-
-    env = make_env(task, seed=0)
+    env = tasks.make_env(task, seed=0)  # dm_control loads at the first call
     model = env.physics.model
     names = tuple(model.id2name(i, "actuator") or "" for i in range(model.nu))
     if len(names) != env.action_dim:

@@ -1,12 +1,6 @@
-"""Propose agents for a task from its data and write a train recipe that uses them.
-
-    python -m mt_factored.partition data=data/quickstart/walker-stand.pt task=walker-stand
-    python -m mt_factored.train recipe=quickstart-walker-stand-partition
-
-Settings and their meaning: ``recipes/partition.yaml``; the method: ``discover.py``.
-Prints, per task, each action dim's strongest state influences, the affinity matrix and
-the partition; writes ``<out_dir>/partition.json`` and the recipe.
-"""
+"""Sub-dynamics discovery as a command (``python -m mt_factored.partition``): per task the
+evidence (strongest influences, affinity matrix, merges), ``partition.json`` and the recipe.
+Settings and their meaning: ``recipes/partition.yaml``; the method: :mod:`.discover`."""
 
 from __future__ import annotations
 
@@ -15,25 +9,24 @@ import logging
 import os
 from pathlib import Path
 
-import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from mt_factored.constants import RECIPES_DIR
-from mt_factored.partition.discover import PartitionResult, discover_partition
-from mt_factored.partition.recipe import train_command, write_recipe
-from mt_factored.partition.transitions import task_transitions
-from mt_factored.tasks import TaskSpec, get_task_set, make_env
+from mt_factored.analysis.partition.discover import PartitionResult, discover_partition
+from mt_factored.analysis.partition.recipe import train_command, write_recipe
+from mt_factored.analysis.partition.transitions import task_transitions
+from mt_factored.analysis.perturbations import actuator_names
+from mt_factored.tasks import TaskSpec, get_task_set
 
 log = logging.getLogger(__name__)
 
 TOP_STATES = 3  # strongest state influences listed per action dim
 
 
-def actuator_names(spec: TaskSpec) -> list[str]:
-    """MuJoCo actuator names in action order (e.g. walker's right_hip ... left_ankle)."""
-    model = make_env(spec, seed=0).physics.model
-    return [model.id2name(i, "actuator") or f"a{i}" for i in range(spec.action_dim)]
+def action_names(spec: TaskSpec) -> list[str]:
+    """MuJoCo actuator names in action order (e.g. walker's right_hip ... left_ankle), ``a<i>``
+    for an unnamed one."""
+    return [name or f"a{i}" for i, name in enumerate(actuator_names(spec.name))]
 
 
 def state_names(spec: TaskSpec) -> list[str]:
@@ -80,7 +73,7 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def run(cfg: DictConfig) -> dict[str, PartitionResult]:
+def run_partition(cfg: DictConfig) -> dict[str, PartitionResult]:
     """Discover a partition per task of ``cfg.task``; write the JSON report and the recipe."""
     tasks = [cfg.task] if isinstance(cfg.task, str) else list(cfg.task)
     task_set = get_task_set(cfg.task_set)
@@ -102,7 +95,7 @@ def run(cfg: DictConfig) -> dict[str, PartitionResult]:
             num_groups=cfg.num_groups,
             linkage=cfg.linkage,
         )
-        actions, states = actuator_names(spec), state_names(spec)
+        actions, states = action_names(spec), state_names(spec)
         print(format_result(task, result, actions, states) + "\n")
         results[task] = result
         report[task] = result_json(result, actions, states) | {"transitions": len(obs)}
@@ -136,12 +129,3 @@ def run(cfg: DictConfig) -> dict[str, PartitionResult]:
         )
         print(f"wrote {path}\ntrain with: {command}")
     return results
-
-
-@hydra.main(version_base="1.3", config_path=str(RECIPES_DIR), config_name="partition")
-def main(cfg: DictConfig) -> None:
-    run(cfg)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,133 @@
+"""Evaluation runs: every model plans every task in dm_control; returns, single-env planning
+latency and videos, the tables and the results JSON (read by the Hub model card)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from mt_factored.analysis.models import EXPERT, STUDENT, LoadedModel, load_models
+from mt_factored.artifacts.provenance import hardware_info
+from mt_factored.planning.base import MPPIConfig, PlanningModel
+from mt_factored.planning.episodes import EpisodeStats, evaluate_tasks
+from mt_factored.planning.mppi import MPPIPlanner
+from mt_factored.planning.report import comparison_table, returns_table
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_model(
+    name: str,
+    model: PlanningModel,
+    obs_dim: int,
+    task_ids: dict[str, int],
+    cfg: DictConfig,
+    progress: Progress,
+) -> dict[str, EpisodeStats]:
+    """Run ``model`` on every task of ``task_ids``; adds single-env latency to each result."""
+    planning = MPPIConfig(**OmegaConf.to_container(cfg.planning, resolve=True))
+    planner = MPPIPlanner(model, planning, generator=cfg.seed)
+
+    def progress_bar(task: str):
+        bar = progress.add_task(f"{name} {task}", total=cfg.max_steps or 500)
+        return lambda n: progress.update(bar, completed=n)
+
+    return evaluate_tasks(
+        planner,
+        task_ids,
+        obs_dim,
+        latency_repeats=cfg.latency_repeats,
+        video_dir=cfg.out_dir if cfg.video else None,
+        video_prefix=f"{name}-",
+        on_task=progress_bar,
+        episodes=cfg.episodes,
+        seed=cfg.seed,
+        device=cfg.device,
+        eval_mode=cfg.eval_mode,
+        max_steps=cfg.max_steps,
+    )
+
+
+def progress_bars() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
+    )
+
+
+def models_of(cfg: DictConfig) -> dict[str, LoadedModel]:
+    """The expert and the student ``cfg`` names (evaluate, robustness, viz)."""
+    if cfg.expert is None and cfg.student is None:
+        raise ValueError("nothing to evaluate: pass expert=... and/or student=...")
+    spec = OmegaConf.to_container(cfg.expert) if OmegaConf.is_config(cfg.expert) else cfg.expert
+    return load_models(
+        tasks=list(cfg.tasks),
+        task_set=cfg.task_set,
+        expert=spec,
+        expert_model_size=cfg.expert_model_size,
+        students=cfg.student,
+        device=cfg.device,
+    )
+
+
+def run_evaluation(cfg: DictConfig) -> dict:
+    """Every model on every task; prints the tables, writes ``cfg.out`` when set.
+
+    Returns:
+        ``{model: {task: EpisodeStats}}``.
+    """
+    results: dict[str, dict[str, EpisodeStats]] = {}
+    models = models_of(cfg)
+    with progress_bars() as progress:
+        for name, m in models.items():
+            # generator=None: the policy samples draw their seed from torch's global RNG
+            results[name] = evaluate_model(
+                name, m.planning_model(), m.obs_dim, m.task_ids, cfg, progress
+            )
+    for name, res in results.items():
+        print(
+            f"\n{name}: {cfg.episodes} episodes per task, seed {cfg.seed}, "
+            f"{torch.get_num_threads()} threads"
+        )
+        print(returns_table(res))
+    if EXPERT in results and STUDENT in results:
+        print("\nstudent vs expert")
+        print(comparison_table(results[STUDENT], results[EXPERT]))
+    if cfg.out:
+        write_results_json(cfg.out, results)
+    return results
+
+
+def write_results_json(
+    path: str | os.PathLike, results: dict[str, dict[str, EpisodeStats]]
+) -> None:
+    """Results per model and task, plus ``_meta.hardware`` (read by the Hub model card)."""
+    data: dict = {
+        model: {
+            task: {
+                "returns": s.returns,
+                "mean": s.mean,
+                "std": s.std,
+                "plan_ms_single_env": s.plan_ms_single_env,
+                "plan_ms_per_call": s.plan_ms_per_call,
+                "envs_per_call": s.envs_per_call,
+            }
+            for task, s in res.items()
+        }
+        for model, res in results.items()
+    }
+    data["_meta"] = {"hardware": hardware_info()}
+    write_text(path, json.dumps(data, indent=2))
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

@@ -1,0 +1,32 @@
+"""Propose agents for a task from its data and write a train recipe that uses them.
+
+    python -m mt_factored.partition data=data/quickstart/walker-stand.pt task=walker-stand
+    python -m mt_factored.train recipe=quickstart-walker-stand-partition
+
+Settings and their meaning: ``recipes/partition.yaml``; the method: ``discover.py``.
+Prints, per task, each action dim's strongest state influences, the affinity matrix and
+the partition; writes ``<out_dir>/partition.json`` and the recipe.
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from mt_factored.analysis.partition.discover import PartitionResult
+from mt_factored.analysis.partition.report import run_partition
+from mt_factored.constants import RECIPES_DIR
+
+
+def run(cfg: DictConfig) -> dict[str, PartitionResult]:
+    """Discover a partition per task of ``cfg.task``; write the JSON report and the recipe."""
+    return run_partition(cfg)
+
+
+@hydra.main(version_base="1.3", config_path=str(RECIPES_DIR), config_name="partition")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()
