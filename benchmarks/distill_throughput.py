@@ -27,7 +27,7 @@ from mt_factored.distill import (  # noqa: E402
     DistillConfig,
     distill_losses,
     expert_rollout,
-    perturb_actions,
+    noisy_actions,
     student_losses,
 )
 from mt_factored.expert import ExpertConfig, TDMPC2Expert  # noqa: E402
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     optim = torch.optim.Adam(student.parameters(), lr=1e-4)
     gen = torch.Generator().manual_seed(args.seed)
     mask = student.merge_actions(student.agent_action_mask(batch[TASK]), batch[TASK])
-    actions = perturb_actions(batch[ACTION], mask, cfg.num_noise_samples, cfg.noise_std, gen)
+    actions = noisy_actions(batch[ACTION], mask, cfg.num_noise_samples, cfg.sample_stds(), gen)
     targets = expert_rollout(expert, batch[OBS][:, 0], actions, batch[TASK], with_pi=True)
 
     def update(losses) -> None:

@@ -25,12 +25,11 @@ import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import load_average, markdown_table, variant_run_overrides  # noqa: E402
-from mt_factored.constants import RECIPES_DIR  # noqa: E402
+from mt_factored import cli
 
 VARIANTS = {
     "finetuned": ["freeze_shared=false"],
@@ -54,8 +53,7 @@ def overrides(args: argparse.Namespace, variant: str) -> list[str]:
 def run_variant(args: argparse.Namespace, variant: str) -> dict:
     from mt_factored.finetune import run
 
-    with initialize_config_dir(config_dir=str(RECIPES_DIR), version_base="1.3"):
-        cfg = compose("finetune", overrides=overrides(args, variant))
+    cfg = cli.compose("finetune", overrides=overrides(args, variant))
     start = time.perf_counter()
     results = run(cfg)
     wall = time.perf_counter() - start

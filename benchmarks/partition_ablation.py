@@ -25,12 +25,11 @@ import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import load_average, markdown_table, variant_run_overrides  # noqa: E402
-from mt_factored.constants import RECIPES_DIR  # noqa: E402
+from mt_factored import cli
 from mt_factored.student.config import Partition  # noqa: E402
 from mt_factored.tasks import get_task  # noqa: E402
 
@@ -52,8 +51,7 @@ def discover(task: str, data: str, run_root: Path) -> Partition:
         "write_recipe=false",
         f"out_dir='{run_root / 'discovery'}'",
     ]
-    with initialize_config_dir(config_dir=str(RECIPES_DIR), version_base="1.3"):
-        cfg = compose("partition", overrides=overrides)
+    cfg = cli.compose("partition", overrides=overrides)
     return run(cfg)[task].partition
 
 
@@ -80,8 +78,7 @@ def train_overrides(args: argparse.Namespace, variant: str, groups: Partition) -
 def run_variant(args: argparse.Namespace, variant: str, groups: Partition) -> dict:
     from mt_factored.train import run
 
-    with initialize_config_dir(config_dir=str(RECIPES_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=train_overrides(args, variant, groups))
+    cfg = cli.compose("train", overrides=train_overrides(args, variant, groups))
     start = time.perf_counter()
     results = run(cfg)
     wall = time.perf_counter() - start

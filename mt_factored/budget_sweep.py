@@ -14,23 +14,24 @@ draws the plots (see :mod:`mt_factored.analysis.budget.plots`).
 
 from __future__ import annotations
 
-import hydra
+import sys
+
 from omegaconf import DictConfig
 
+from mt_factored import cli
 from mt_factored.analysis.budget.results import SweepFile
 from mt_factored.analysis.budget.sweep import run_sweep
-from mt_factored.constants import RECIPES_DIR
+from mt_factored.artifacts.configs import as_object
 
 
 def run(cfg: DictConfig) -> SweepFile:
     """Run the missing cells of the sweep, then write the selection, tables and plots."""
-    return run_sweep(cfg)
+    return run_sweep(as_object(cfg))
 
 
-@hydra.main(version_base="1.3", config_path=str(RECIPES_DIR), config_name="budget_sweep")
-def main(cfg: DictConfig) -> None:
-    run(cfg)
+def main() -> int:
+    return cli.main("mt_factored.budget_sweep", "budget_sweep", run, doc=__doc__)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

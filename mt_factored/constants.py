@@ -1,7 +1,8 @@
 """Names shared across the package: batch keys, file names, format versions.
 
 Numbers that describe the public TD-MPC2 artifacts (padding sizes) are facts of
-those formats, not tunable hyperparameters; hyperparameters live in recipes/.
+those formats, not tunable hyperparameters; hyperparameters live in the config dataclasses
+and the recipes (mt_factored/recipes).
 """
 
 from pathlib import Path
@@ -41,8 +42,13 @@ STUDENT_FORMAT_VERSION = 1
 EXPERT_FORMAT_VERSION = 1
 SHARD_FORMAT_VERSION = 1
 
-# Repository folders (valid for a source checkout / editable install).
-REPO_ROOT = Path(__file__).resolve().parents[1]
-RECIPES_DIR = REPO_ROOT / "recipes"
+# Folders of the package (also in a wheel install).
+PACKAGE_DIR = Path(__file__).resolve().parent
+RECIPES_DIR = PACKAGE_DIR / "recipes"
+PACKAGE_ASSETS_DIR = PACKAGE_DIR / "assets"
+"""Small files installed with the package (the smoke recipe's tiny expert and data)."""
+
+# Folders of the repository checkout (they exist when the package runs from a clone).
+REPO_ROOT = PACKAGE_DIR.parent
 SHIPPED_DATA_DIR = REPO_ROOT / "data"
 SHIPPED_CHECKPOINTS_DIR = REPO_ROOT / "checkpoints"

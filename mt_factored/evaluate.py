@@ -18,35 +18,39 @@ with each perturbation, prints a table, and writes ``robustness.json`` and
 
 from __future__ import annotations
 
-import hydra
+import sys
+
 import torch
 from omegaconf import DictConfig
 
+from mt_factored import cli
+from mt_factored.analysis.config import EvaluateConfig
 from mt_factored.analysis.evaluation import run_evaluation
 from mt_factored.analysis.robustness import run_robustness
-from mt_factored.constants import RECIPES_DIR
+from mt_factored.artifacts.configs import as_object
+from mt_factored.errors import InputError
 from mt_factored.tasks import get_task_set
 
 
-def run(cfg: DictConfig) -> dict:
+def run(cfg: DictConfig | EvaluateConfig) -> dict:
     """Evaluate; returns ``{model: {task: EpisodeStats}}``, or with ``perturb`` set
     ``{task: {condition: {model: EpisodeStats}}}`` (:func:`run_robustness`)."""
+    cfg = as_object(cfg)
     if cfg.expert is None and cfg.student is None:
-        raise ValueError("nothing to evaluate: pass expert=... and/or student=...")
+        raise InputError("nothing to evaluate: pass expert=... and/or student=...")
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     task_set = get_task_set(cfg.task_set)
     for task in cfg.tasks:
         task_set.index(task)  # raises with close matches for typos
-    if cfg.get("perturb") is not None:
+    if cfg.perturb is not None:
         return run_robustness(cfg)
     return run_evaluation(cfg)
 
 
-@hydra.main(version_base="1.3", config_path=str(RECIPES_DIR), config_name="evaluate")
-def main(cfg: DictConfig) -> None:
-    run(cfg)
+def main() -> int:
+    return cli.main("mt_factored.evaluate", "evaluate", run, doc=__doc__)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

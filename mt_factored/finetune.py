@@ -19,10 +19,11 @@ Batches are translated from the first to the second before they reach the module
 
 from __future__ import annotations
 
-import hydra
+import sys
+
 from omegaconf import DictConfig
 
-from mt_factored.constants import RECIPES_DIR
+from mt_factored import cli
 from mt_factored.training.finetune import run_finetune
 
 
@@ -31,10 +32,9 @@ def run(cfg: DictConfig) -> dict:
     return run_finetune(cfg)
 
 
-@hydra.main(version_base="1.3", config_path=str(RECIPES_DIR), config_name="finetune")
-def main(cfg: DictConfig) -> None:
-    run(cfg)
+def main() -> int:
+    return cli.main("mt_factored.finetune", "finetune", run, doc=__doc__)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -10,23 +10,24 @@ the partition; writes ``<out_dir>/partition.json`` and the recipe.
 
 from __future__ import annotations
 
-import hydra
+import sys
+
 from omegaconf import DictConfig
 
+from mt_factored import cli
 from mt_factored.analysis.partition.discover import PartitionResult
 from mt_factored.analysis.partition.report import run_partition
-from mt_factored.constants import RECIPES_DIR
+from mt_factored.artifacts.configs import as_object
 
 
 def run(cfg: DictConfig) -> dict[str, PartitionResult]:
     """Discover a partition per task of ``cfg.task``; write the JSON report and the recipe."""
-    return run_partition(cfg)
+    return run_partition(as_object(cfg))
 
 
-@hydra.main(version_base="1.3", config_path=str(RECIPES_DIR), config_name="partition")
-def main(cfg: DictConfig) -> None:
-    run(cfg)
+def main() -> int:
+    return cli.main("mt_factored.partition", "partition", run, doc=__doc__)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -8,18 +8,21 @@ evaluation table. Re-running the same command resumes from ``<run_dir>/checkpoin
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-import hydra
 import lightning as L
 from omegaconf import DictConfig
 
-from mt_factored.constants import RECIPES_DIR
+from mt_factored import cli
+from mt_factored.artifacts.configs import as_object
 from mt_factored.training import build
+from mt_factored.training.config import TrainConfig
 
 
-def run(cfg: DictConfig) -> dict:
+def run(cfg: DictConfig | TrainConfig) -> dict:
     """Train as ``cfg`` says; returns the last evaluation results (student, expert)."""
+    cfg = as_object(cfg)
     L.seed_everything(cfg.seed, workers=True)
     run_dir = Path(cfg.run_dir)
     task_set, tasks = build.build_task_set(cfg)
@@ -30,10 +33,9 @@ def run(cfg: DictConfig) -> dict:
     return build.fit_and_report(cfg, run_dir, module, datamodule, evaluator)
 
 
-@hydra.main(version_base="1.3", config_path=str(RECIPES_DIR), config_name="train")
-def main(cfg: DictConfig) -> None:
-    run(cfg)
+def main() -> int:
+    return cli.main("mt_factored.train", "train", run, doc=__doc__)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -8,18 +8,19 @@ TD-MPC2 layout, loads with `TDMPC2Expert.from_checkpoint` /
 `load_single_task_expert`), `state.pt` (everything needed to resume), `train.csv` and
 `eval.csv` (step, episode, return, ...), `data/chunk_<k>.pt` (every training episode,
 public chunk format), `config.yaml`. Re-running the same command resumes exactly.
-See recipes/expert_train.yaml for every setting.
+Every setting and its meaning: `python -m mt_factored.train_expert --help`
+(mt_factored.online.config.ExpertTrainConfig).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 
-import hydra
 from omegaconf import DictConfig
 
-from mt_factored.constants import RECIPES_DIR
+from mt_factored import cli
 from mt_factored.online.trainer import OnlineTrainer
 
 log = logging.getLogger(__name__)
@@ -30,12 +31,17 @@ def run(cfg: DictConfig) -> dict:
     return OnlineTrainer(cfg).train()
 
 
-@hydra.main(version_base="1.3", config_path=str(RECIPES_DIR), config_name="expert_train")
-def main(cfg: DictConfig) -> None:
+def report(cfg: DictConfig) -> dict:
+    """Train, then log and print the summary (one JSON line)."""
     summary = run(cfg)
     log.info("summary: %s", json.dumps(summary))
     print(json.dumps(summary))
+    return summary
+
+
+def main() -> int:
+    return cli.main("mt_factored.train_expert", "expert_train", report, doc=__doc__)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -10,24 +10,24 @@ Writes ``tsne_joints.png``, ``tsne_embodiments.png`` and ``returns_<task>.png`` 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
+from mt_factored import cli
 from mt_factored.analysis.viz import run_viz
-from mt_factored.constants import RECIPES_DIR
+from mt_factored.artifacts.configs import as_object
 
 
 def run(cfg: DictConfig) -> dict[str, Path]:
     """Record the student's episodes and write the plots; returns ``{plot: path}``."""
-    return run_viz(cfg)
+    return run_viz(as_object(cfg))
 
 
-@hydra.main(version_base="1.3", config_path=str(RECIPES_DIR), config_name="viz")
-def main(cfg: DictConfig) -> None:
-    run(cfg)
+def main() -> int:
+    return cli.main("mt_factored.viz", "viz", run, doc=__doc__)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra import compose, initialize_config_dir
 
-from mt_factored.constants import RECIPES_DIR
+from mt_factored import cli
+from mt_factored.artifacts.configs import as_object
 from mt_factored.training import build
 
 
@@ -32,8 +32,8 @@ class RecordWindows(L.Callback):
 
 def main(out: Path, expert: str, data: str, max_steps: int, name: str) -> None:
     torch.set_num_threads(1)
-    with initialize_config_dir(config_dir=str(RECIPES_DIR), version_base="1.3"):
-        cfg = compose(
+    cfg = as_object(
+        cli.compose(
             "train",
             overrides=[
                 "recipe=smoke",
@@ -54,6 +54,7 @@ def main(out: Path, expert: str, data: str, max_steps: int, name: str) -> None:
                 "eval.at_end=false",
             ],
         )
+    )
     L.seed_everything(cfg.seed)
     task_set, tasks = build.build_task_set(cfg)
     module = build.build_module(cfg, task_set, build.build_expert(cfg))

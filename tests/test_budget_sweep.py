@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from PIL import Image
 from tiny import run_cli, write_tiny_expert, write_tiny_student
 
+from mt_factored import cli
 from mt_factored.analysis.budget.grid import Budget, BudgetScaling, budget_config, build_grid
 from mt_factored.analysis.budget.plots import frontier
 from mt_factored.analysis.budget.results import SweepFile, SweepMismatchError
@@ -21,7 +21,6 @@ from mt_factored.analysis.budget.selection import (
     selection_summary,
     smallest_budget,
 )
-from mt_factored.constants import RECIPES_DIR
 from mt_factored.planning.base import MPPIConfig
 
 REF = Budget(512, 6)
@@ -265,8 +264,7 @@ def test_sweep_writes_table_json_plots_and_resumes(models, tmp_path: Path) -> No
 
 
 def compose_sweep(*overrides: str):
-    with initialize_config_dir(config_dir=str(RECIPES_DIR), version_base="1.3"):
-        return compose(config_name="budget_sweep", overrides=["out_dir=/nonexistent", *overrides])
+    return cli.compose(config_name="budget_sweep", overrides=["out_dir=/nonexistent", *overrides])
 
 
 @pytest.mark.parametrize(

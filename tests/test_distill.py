@@ -10,12 +10,13 @@ from tiny import tiny_expert_config
 
 from mt_factored.constants import ACTION, OBS, REWARD, TASK
 from mt_factored.distill import (
+    PAPER_TERMS,
     DistillConfig,
     distill_losses,
     expert_rollout,
     expert_scale,
     masked_mse,
-    perturb_actions,
+    noisy_actions,
     ranking_kl,
     student_losses,
     student_rollout,
@@ -118,7 +119,7 @@ def test_policy_term_shapes_latents_only_when_asked(expert) -> None:
     grads = {}
     for shapes in (False, True):
         student = make_student()
-        cfg = DistillConfig(reward_coef=0.0, value_coef=0.0, policy_shapes_latents=shapes)
+        cfg = DistillConfig(terms={"policy": 1.0}, policy_shapes_latents=shapes)
         out = distill_losses(student, expert, batch, cfg, torch.Generator().manual_seed(0))
         out["loss"].backward()
         encoder = student.encoder_parameters()
@@ -133,15 +134,15 @@ def test_masked_mse_by_hand() -> None:
     torch.testing.assert_close(masked_mse(pred, target, mask), torch.tensor([(1 + 4) / 2, 1.0]))
 
 
-def test_perturbed_actions_are_masked_clamped_and_seeded() -> None:
+def test_noisy_actions_are_masked_clamped_and_seeded() -> None:
     action = torch.tensor([[[0.9, 0.0, 0.0]], [[-0.5, 0.3, 0.0]]])  # [B=2, H=1, A=3]
     mask = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
-    a = perturb_actions(action, mask, 50, 0.5, torch.Generator().manual_seed(1))
-    b = perturb_actions(action, mask, 50, 0.5, torch.Generator().manual_seed(1))
+    a = noisy_actions(action, mask, 50, 0.5, torch.Generator().manual_seed(1))
+    b = noisy_actions(action, mask, 50, 0.5, torch.Generator().manual_seed(1))
     assert a.shape == (50, 2, 1, 3) and torch.equal(a, b)
     assert a.abs().max() <= 1 and torch.all(a[:, 0, :, 1:] == 0) and torch.all(a[:, 1, :, 2] == 0)
     assert a[:, 0, 0, 0].std() > 0.1
-    kept = perturb_actions(action, mask, 4, 0.5, keep_data_action=True)
+    kept = noisy_actions(action, mask, 4, 0.5, keep_data_action=True)
     assert kept.shape == (5, 2, 1, 3) and torch.equal(kept[4], action * mask[:, None])
 
 
@@ -150,12 +151,12 @@ def test_noise_std_per_sample() -> None:
     assert cfg.sample_stds() == (0.0, 2.0, 0.0, 2.0, 0.0)
     assert DistillConfig(noise_std=0.3).sample_stds() == (0.3,) * 10
     action = torch.full((64, 1, 1), 0.2)
-    a = perturb_actions(action, torch.ones(64, 1), 5, cfg.sample_stds(), torch.Generator())
+    a = noisy_actions(action, torch.ones(64, 1), 5, cfg.sample_stds(), torch.Generator())
     assert torch.all(a[0::2] == 0.2)  # std 0: the data action itself
     wide = a[1::2]
     assert (wide.abs() == 1).float().mean() > 0.4  # std 2: mostly clamped, like MPPI's start
     with pytest.raises(ValueError, match="one noise std per sample"):
-        perturb_actions(action, torch.ones(64, 1), 5, (0.1, 0.2), torch.Generator())
+        noisy_actions(action, torch.ones(64, 1), 5, (0.1, 0.2), torch.Generator())
     with pytest.raises(ValueError, match="noise_std must be >= 0"):
         DistillConfig(noise_std=[0.3, -1.0])
 
@@ -164,7 +165,7 @@ def test_noise_std_per_sample() -> None:
 def test_kl_loss_matches_rollouts(expert) -> None:
     student = make_student()
     batch = make_batch([WALKER, REACHER, PENDULUM])
-    cfg = DistillConfig(num_noise_samples=6, policy_coef=0.0)
+    cfg = DistillConfig(num_noise_samples=6, terms={"reward_kl": 0.5, "value_kl": 0.1})
     out = distill_losses(student, expert, batch, cfg, torch.Generator().manual_seed(3))
     assert set(out) == {
         "loss/reward_kl",
@@ -176,8 +177,8 @@ def test_kl_loss_matches_rollouts(expert) -> None:
     # Recompute from the rollouts with the same noise.
     task = batch[TASK]
     mask = expert.action_mask(task)
-    actions = perturb_actions(
-        batch[ACTION], mask, 6, cfg.noise_std, torch.Generator().manual_seed(3)
+    actions = noisy_actions(
+        batch[ACTION], mask, 6, cfg.sample_stds(), torch.Generator().manual_seed(3)
     )
     ex = expert_rollout(expert, batch[OBS][:, 0], actions, task, with_pi=False)
     st = student_rollout(student, batch[OBS][:, 0], actions, task, student.condition(task))
@@ -209,14 +210,15 @@ def test_kl_loss_matches_rollouts(expert) -> None:
 def test_mse_variant_and_optional_terms(expert) -> None:
     student = make_student()
     batch = make_batch([WALKER, REACHER])
-    cfg = DistillConfig(loss="mse", num_noise_samples=4, consistency_coef=2.0)
+    mse = {"reward_mse": 0.5, "value_mse": 0.1, "policy": 1.0, "consistency": 2.0}
+    cfg = DistillConfig(terms=mse, num_noise_samples=4)
     out = distill_losses(student, expert, batch, cfg, torch.Generator().manual_seed(0))
     assert {"loss/reward_mse", "loss/value_mse", "loss/policy", "loss/consistency"} <= set(out)
-    actions = perturb_actions(
+    actions = noisy_actions(
         batch[ACTION],
         expert.action_mask(batch[TASK]),
         4,
-        cfg.noise_std,
+        cfg.sample_stds(),
         torch.Generator().manual_seed(0),
     )
     ex = expert_rollout(expert, batch[OBS][:, 0], actions, batch[TASK], with_pi=True)
@@ -233,8 +235,8 @@ def test_mse_variant_and_optional_terms(expert) -> None:
         + 2.0 * out["loss/consistency"]
     )
     torch.testing.assert_close(out["loss"], expected)
-    with pytest.raises(ValueError, match="loss must be one of"):
-        DistillConfig(loss="l1")
+    with pytest.raises(ValueError, match=r"unknown distillation loss terms \['reward_l1'\]"):
+        DistillConfig(terms={"reward_l1": 1.0})
 
 
 def test_padded_agents_get_no_gradient(expert) -> None:
@@ -244,7 +246,7 @@ def test_padded_agents_get_no_gradient(expert) -> None:
         student,
         expert,
         batch,
-        DistillConfig(consistency_coef=1.0),
+        DistillConfig(terms={**PAPER_TERMS, "consistency": 1.0}),
         torch.Generator().manual_seed(0),
     )
     out["loss"].backward()
@@ -287,7 +289,7 @@ def test_shared_normalisation_keeps_rewards_in_value_units(expert) -> None:
     cfg = {"reward_std_floor": 1e-9, "value_std_floor": 1e-9}
     gen = torch.Generator().manual_seed(0)
     mask = student.merge_actions(student.agent_action_mask(batch[TASK]), batch[TASK])
-    actions = perturb_actions(batch[ACTION], mask, 10, 0.3, gen)
+    actions = noisy_actions(batch[ACTION], mask, 10, 0.3, gen)
     ex = expert_rollout(expert, batch[OBS][:, 0], actions, batch[TASK], True)
     flat = ex._replace(reward=1e-4 * ex.reward)
 

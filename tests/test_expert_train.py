@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
+from mt_factored import cli
 from mt_factored.constants import MT_ACTION_DIM, MT_OBS_DIM, RECIPES_DIR
 from mt_factored.online.config import build_expert_config
 from mt_factored.online.learner import RunningScale
@@ -43,8 +43,7 @@ TINY = [
 
 
 def compose_cfg(run_dir: Path, *overrides: str):
-    with initialize_config_dir(config_dir=str(RECIPES_DIR), version_base="1.3"):
-        return compose("expert_train", overrides=[*TINY, f"run_dir={run_dir}", *overrides])
+    return cli.compose("expert_train", overrides=[*TINY, f"run_dir={run_dir}", *overrides])
 
 
 def train(run_dir: Path, *overrides: str) -> dict:
@@ -63,8 +62,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
     "size", sorted(p.stem for p in (RECIPES_DIR / "expert_size").glob("*.yaml"))
 )
 def test_every_size_composes(size: str) -> None:
-    with initialize_config_dir(config_dir=str(RECIPES_DIR), version_base="1.3"):
-        cfg = compose("expert_train", overrides=[f"model_size={size}", "task=walker-stand"])
+    cfg = cli.compose("expert_train", overrides=[f"model_size={size}", "task=walker-stand"])
     config = build_expert_config(cfg.task, cfg.model_size, cfg.model)
     assert config.task_dim == 0 and config.num_tasks == 1
     assert (config.obs_dim, config.action_dim) == (24, 6)
@@ -141,6 +139,7 @@ def test_running_scale_tracks_percentile_range() -> None:
 
 def test_one_update_moves_the_target_by_tau_and_leaves_eval_mode() -> None:
     from mt_factored.expert.model import TDMPC2Expert
+    from mt_factored.online.config import LearnerConfig
     from mt_factored.online.learner import TDMPC2Learner
 
     torch.manual_seed(0)
@@ -153,7 +152,7 @@ def test_one_update_moves_the_target_by_tau_and_leaves_eval_mode() -> None:
         consistency_coef=20.0, reward_coef=0.1, value_coef=0.1, entropy_coef=1e-4,
         target_tau=0.25, scale_tau=0.01,
     )  # fmt: skip
-    learner = TDMPC2Learner(expert, learner_cfg)
+    learner = TDMPC2Learner(expert, LearnerConfig(**learner_cfg))
     batch = {
         "obs": torch.randn(4, 8, 5),
         "action": torch.rand(3, 8, 1) * 2 - 1,

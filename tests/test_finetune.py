@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from tensordict import TensorDict
 
-from mt_factored.constants import ACTION, OBS, RECIPES_DIR, TASK
+from mt_factored import cli
+from mt_factored.artifacts.configs import as_object
+from mt_factored.constants import ACTION, OBS, TASK
 from mt_factored.student import FactoredStudent, StudentConfig
 from mt_factored.student.extend import (
     SHARED_MODULES,
@@ -251,8 +252,7 @@ def finetune_cfg(assets, run_dir: Path, *extra: str):
         "planning.iterations=1",
         *extra,
     ]
-    with initialize_config_dir(config_dir=str(RECIPES_DIR), version_base="1.3"):
-        return compose("finetune", overrides=overrides)
+    return cli.compose("finetune", overrides=overrides)
 
 
 def test_finetune_runs_freezes_shared_modules_and_evaluates(assets, tmp_path) -> None:
@@ -285,9 +285,11 @@ def test_finetune_runs_freezes_shared_modules_and_evaluates(assets, tmp_path) ->
 def test_from_scratch_trains_the_same_architecture_fresh(assets, tmp_path) -> None:
     from mt_factored.training.finetune import prepare_student
 
-    cfg = finetune_cfg(assets, tmp_path, "from_scratch=true")
+    cfg = as_object(finetune_cfg(assets, tmp_path, "from_scratch=true"))
     scratch, _ = prepare_student(cfg, ["quadruped-walk"])
-    tuned, pretrained = prepare_student(finetune_cfg(assets, tmp_path), ["quadruped-walk"])
+    tuned, pretrained = prepare_student(
+        as_object(finetune_cfg(assets, tmp_path)), ["quadruped-walk"]
+    )
     assert scratch.config == tuned.config
     assert pretrained.num_tasks == 30
     # Fresh weights: the pretrained encoder's zero columns for the new entries are gone.
@@ -295,13 +297,13 @@ def test_from_scratch_trains_the_same_architecture_fresh(assets, tmp_path) -> No
     assert scratch.state_dict()["trunk.0.weight"][:, 24:78].abs().sum() > 0
     sizes = [f"student.{k}={v}" for k, v in TINY.items()]
     none, _ = prepare_student(
-        finetune_cfg(assets, tmp_path, "pretrained=null", *sizes), ["quadruped-walk"]
+        as_object(finetune_cfg(assets, tmp_path, "pretrained=null", *sizes)), ["quadruped-walk"]
     )
     assert dataclasses.asdict(none.config) == dataclasses.asdict(scratch.config)
 
 
 def test_missing_pretrained_and_unknown_task_are_clear(assets, tmp_path) -> None:
-    from mt_factored.artifacts.folder import ArtifactNotFoundError
+    from mt_factored.artifacts import ArtifactNotFoundError
     from mt_factored.finetune import run
 
     with pytest.raises(ArtifactNotFoundError, match="pretrained=.*no such Lightning checkpoint"):
@@ -315,8 +317,7 @@ def test_missing_pretrained_and_unknown_task_are_clear(assets, tmp_path) -> None
 
 
 def test_recipe_composes_with_its_defaults() -> None:
-    with initialize_config_dir(config_dir=str(RECIPES_DIR), version_base="1.3"):
-        cfg = compose("finetune", overrides=["name=x"])
+    cfg = cli.compose("finetune", overrides=["name=x"])
     assert cfg.task_set == "dmc_extra" and list(cfg.tasks) == ["quadruped-walk"]
     assert cfg.pretrained and not cfg.from_scratch and cfg.init_from == "nearest"
     for name in cfg.tasks:

@@ -21,6 +21,7 @@ from huggingface_hub import CommitInfo, HfApi, ModelCard, RepoUrl
 from huggingface_hub import constants as hf_constants
 from tiny import write_tiny_expert
 
+from mt_factored import cli
 from mt_factored.constants import STUDENT_FORMAT_VERSION
 from mt_factored.hub import ArtifactFormatError, ArtifactNotFoundError, NewerFormatWarning
 from mt_factored.hub.__main__ import main as hub_main
@@ -348,7 +349,7 @@ def test_push_dry_run_writes_folder_and_lists_files(
     out.mkdir()
     (out / "stale.bin").write_bytes(b"x")  # not a model folder: refused, untouched
     args = ["push", f"checkpoint={ckpt}", "repo_id=me/tiny", f"out={out}", "--dry-run"]
-    assert hub_main(args) == 1
+    assert hub_main(args) == 2
     assert "not a model folder" in capsys.readouterr().err
     assert (out / "stale.bin").exists()
 
@@ -441,7 +442,7 @@ def test_push_is_one_commit_of_every_file(tmp_path, lightning_ckpt, monkeypatch,
 def test_failed_push_publishes_nothing(lightning_ckpt, monkeypatch, capsys) -> None:
     ckpt, _ = lightning_ckpt
     hub = RecordingHub(fail_commit=True).install(monkeypatch)
-    assert hub_main(["push", f"checkpoint={ckpt}", "repo_id=me/tiny"]) == 1
+    assert hub_main(["push", f"checkpoint={ckpt}", "repo_id=me/tiny"]) == 2
     assert "Nothing was published" in capsys.readouterr().err
     assert [c[0] for c in hub.calls] == ["create_repo", "create_commit"]  # one commit, no retry
 
@@ -449,7 +450,7 @@ def test_failed_push_publishes_nothing(lightning_ckpt, monkeypatch, capsys) -> N
 def test_push_refuses_offline(lightning_ckpt, monkeypatch, no_upload, capsys) -> None:
     ckpt, _ = lightning_ckpt
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    assert hub_main(["push", f"checkpoint={ckpt}", "repo_id=me/tiny"]) == 1
+    assert hub_main(["push", f"checkpoint={ckpt}", "repo_id=me/tiny"]) == 2
     err = capsys.readouterr().err
     assert "HF_HUB_OFFLINE" in err and "--dry-run" in err
 
@@ -457,11 +458,11 @@ def test_push_refuses_offline(lightning_ckpt, monkeypatch, no_upload, capsys) ->
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["push", "repo_id=me/x"], "needs checkpoint"),
+        (["push", "repo_id=me/x"], "missing mandatory value: checkpoint"),
         (["push", "checkpoint=a.ckpt", "repo_id=noslash"], "ORG/NAME"),
-        (["push", "checkpoint=a.ckpt", "repo_id=me/x", "private=maybe"], "private must be"),
-        (["push", "checkpoint=a.ckpt", "repo_id=me/x", "colour=red"], "unknown keys"),
-        (["upload"], "expected the command 'push'"),
+        (["push", "checkpoint=a.ckpt", "repo_id=me/x", "private=maybe"], "key private"),
+        (["push", "checkpoint=a.ckpt", "repo_id=me/x", "colour=red"], "Key 'colour' not in"),
+        (["upload"], "unknown command 'upload'"),
     ],
 )
 def test_push_usage_errors(args, message, capsys) -> None:
@@ -473,9 +474,9 @@ def test_bad_checkpoints(tmp_path, no_upload, capsys) -> None:
     not_ckpt = tmp_path / "x.ckpt"
     torch.save({"state_dict": {}}, not_ckpt)
     base = ["repo_id=me/x", "--dry-run", f"out={tmp_path / 'out'}"]
-    assert hub_main(["push", f"checkpoint={not_ckpt}", *base]) == 1
+    assert hub_main(["push", f"checkpoint={not_ckpt}", *base]) == 2
     assert "not a checkpoint of mt_factored's DistillModule" in capsys.readouterr().err
-    assert hub_main(["push", f"checkpoint={tmp_path / 'missing.ckpt'}", *base]) == 1
+    assert hub_main(["push", f"checkpoint={tmp_path / 'missing.ckpt'}", *base]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 
@@ -526,14 +527,11 @@ def test_expert_folder_round_trip(tmp_path, no_upload) -> None:
 
 
 def test_public_expert_resolves_from_hf_cache(tmp_path, hf_cache) -> None:
-    from hydra import compose, initialize_config_dir
 
-    from mt_factored.constants import RECIPES_DIR
     from mt_factored.expert import TDMPC2Expert
     from mt_factored.expert.resolve import ExpertNotFoundError, load_expert
 
-    with initialize_config_dir(config_dir=str(RECIPES_DIR), version_base="1.3"):
-        spec = compose("train", overrides=["recipe=dmcontrol30", "name=x"]).expert
+    spec = cli.compose("train", overrides=["recipe=dmcontrol30", "name=x"]).expert
     assert spec == "hub:nicklashansen/tdmpc2/multitask/mt30-5M.pt"
 
     pt = write_tiny_expert(tmp_path / "mt30-5M.pt", seed=4)

@@ -34,6 +34,8 @@ LAYERS: dict[str, int] = {
     "hub": 3,
     # 4: what is measured on trained models
     "analysis": 4,
+    # 5: the entry points, the shared runner, the schema registry, and the recipes (data)
+    "recipes": 5,
 }
 """Layer of each top-level unit of the package. A unit imports only units of lower layers
 (or itself); everything not listed (the entry points, the recipes' schema) is layer 5."""

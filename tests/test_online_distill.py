@@ -11,13 +11,15 @@ import torch
 from safetensors.torch import load_file
 from test_expert_train import EPISODE, TINY, read_csv
 
-from mt_factored.constants import ACTION, OBS, RECIPES_DIR, TASK
+from mt_factored import cli
+from mt_factored.constants import ACTION, OBS, TASK
+from mt_factored.distill import DistillConfig
 from mt_factored.online.distill import (
     EVAL_FIELDS,
     STUDENT_DIR,
-    TRAIN_FIELDS,
     build_student_config,
     student_batch,
+    train_fields,
 )
 from mt_factored.online.replay import EpisodeReplay
 from mt_factored.online.trainer import STATE_NAME
@@ -44,12 +46,10 @@ RUN = (f"steps={EPISODES * EPISODE}", "eval.every_steps=0", f"distill.start_step
 
 
 def train(run_dir: Path, *overrides: str) -> dict:
-    from hydra import compose, initialize_config_dir
 
     from mt_factored.train_expert import run
 
-    with initialize_config_dir(config_dir=str(RECIPES_DIR), version_base="1.3"):
-        cfg = compose("expert_train", overrides=[*TINY, f"run_dir={run_dir}", *overrides])
+    cfg = cli.compose("expert_train", overrides=[*TINY, f"run_dir={run_dir}", *overrides])
     return run(cfg)
 
 
@@ -125,7 +125,7 @@ def test_run_writes_the_student_and_its_logs(distill_run) -> None:
     assert state["updates"] == summary["student_updates"] == EPISODES * EPISODE - START
 
     rows = read_csv(run_dir / "train.csv")
-    assert all(field in rows[0] for field in TRAIN_FIELDS)
+    assert all(field in rows[0] for field in train_fields(DistillConfig()))
     logged = [int(r["step"]) for r in rows if r["distill_loss"]]
     assert logged == [START + EPISODE * (i + 1) for i in range(EPISODES - START // EPISODE)]
     assert int(rows[-1]["distill_updates"]) == state["updates"]
@@ -181,7 +181,7 @@ def test_the_expert_does_not_see_the_student(distill_run, tmp_path: Path) -> Non
     assert a["replay"]["rng"] == b["replay"]["rng"]
     assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
     rows_a, rows_b = read_csv(run_dir / "train.csv"), read_csv(plain / "train.csv")
-    assert set(rows_b[0]) & set(TRAIN_FIELDS) == set()
+    assert set(rows_b[0]) & set(train_fields(DistillConfig())) == set()
     assert set(read_csv(plain / "eval.csv")[0]) & set(EVAL_FIELDS) == set()
     expert_cols = [k for k in rows_b[0] if k != "wall_s"]
     assert [[r[k] for k in expert_cols] for r in rows_a] == [

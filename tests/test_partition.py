@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
+from mt_factored import cli
 from mt_factored.analysis.partition import (
     action_affinity,
     cluster_actions,
@@ -22,7 +22,7 @@ from mt_factored.analysis.partition import (
     write_recipe,
 )
 from mt_factored.analysis.partition.recipe import GENERATED_MARKER, train_command
-from mt_factored.constants import RECIPES_DIR
+from mt_factored.artifacts.configs import as_object
 from mt_factored.data.chunks import write_chunk
 from mt_factored.tasks import get_task_set
 
@@ -212,14 +212,12 @@ def test_task_transitions_read_prepared_shards_identically(planted_chunk, tmp_pa
 
 
 def compose_partition(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(RECIPES_DIR), version_base="1.3"):
-        return compose("partition", overrides=overrides)
+    return cli.compose("partition", overrides=overrides)
 
 
 def compose_train(search_dir: Path, overrides: list[str], **kwargs):
-    with initialize_config_dir(config_dir=str(RECIPES_DIR), version_base="1.3"):
-        search = f"hydra.searchpath=[file://{search_dir}]"
-        return compose("train", overrides=[search, *overrides], **kwargs)
+    search = f"hydra.searchpath=[file://{search_dir}]"
+    return cli.compose("train", overrides=[search, *overrides], **kwargs)
 
 
 def test_cli_recipe_composes_into_the_student_config(planted_chunk, tmp_path, capsys) -> None:
@@ -246,12 +244,10 @@ def test_cli_recipe_composes_into_the_student_config(planted_chunk, tmp_path, ca
     assert report["walker-stand"]["partition"] == [[0, 1, 2], [3, 4, 5]]
     assert report["walker-stand"]["actions"][0] == "right_hip"
 
-    train = compose_train(
-        tmp_path, ["recipe=smoke-walker-stand-partition"], return_hydra_config=True
-    )
+    train = compose_train(tmp_path, ["recipe=smoke-walker-stand-partition"], hydra_config=True)
     assert train.hydra.runtime.choices.recipe == "smoke-walker-stand-partition"
     assert train.trainer.max_steps == 20  # the base recipe's settings came along
-    student = build_student_config(train, get_task_set("mt30"))
+    student = build_student_config(as_object(train), get_task_set("mt30"))
     assert student.partitions[WALKER] == ((0, 1, 2), (3, 4, 5))
     assert student.partitions[CARTPOLE] == ((0,),)  # other tasks keep one joint per agent
 

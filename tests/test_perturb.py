@@ -81,13 +81,15 @@ class ZeroPlanner:
 
 
 def test_run_episodes_steps_the_env_with_the_perturbed_action() -> None:
-    from mt_factored.planning.episodes import run_episodes
+    from mt_factored.planning.episodes import EpisodeConfig, run_episodes
 
     def episode_returns(spec: str | None) -> list[float]:
         hook = None if spec is None else parse_perturbation(spec, "cartpole-balance")[0]
-        kwargs = dict(episodes=2, max_steps=30, action_hook=hook)
+        config = EpisodeConfig(episodes=2, max_steps=30)
         task_id = get_task_set("mt30").index("cartpole-balance")
-        return run_episodes(ZeroPlanner(), "cartpole-balance", task_id, 24, **kwargs).returns
+        return run_episodes(
+            ZeroPlanner(), "cartpole-balance", task_id, 24, config, action_hook=hook
+        ).returns
 
     still = episode_returns(None)
     assert episode_returns("scale:0:3") == still  # 3 x 0 = 0: the same episode

@@ -9,10 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from tiny import write_tiny_chunk, write_tiny_expert
 
+from mt_factored import cli
+from mt_factored.artifacts.configs import as_object
 from mt_factored.constants import RECIPES_DIR
+from mt_factored.training import build
+from mt_factored.training.config import FinetuneConfig, TrainConfig
 
 CARTPOLE, REACHER = 8, 4  # mt30 ids of cartpole-balance and reacher-easy
 
@@ -47,16 +50,36 @@ def smoke_overrides(assets: dict[str, Path], run_dir: Path, *extra: str) -> list
 
 
 def compose_train(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(RECIPES_DIR), version_base="1.3"):
-        return compose("train", overrides=overrides)
+    return cli.compose("train", overrides=overrides)
 
 
-@pytest.mark.parametrize("recipe", sorted(p.stem for p in (RECIPES_DIR / "recipe").glob("*.yaml")))
-def test_every_recipe_composes(recipe: str) -> None:
-    cfg = compose_train([f"recipe={recipe}", "name=x"])
+RECIPES = sorted(p.stem for p in (RECIPES_DIR / "recipe").glob("*.yaml"))
+
+
+def command_of(recipe: str) -> str:
+    """The command a recipe is written for (finetune recipes extend a pretrained student)."""
+    return "finetune" if recipe.startswith("finetune") else "train"
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_recipe_composes_and_builds(recipe: str, tmp_path) -> None:
+    """Every recipe composes against the schema and builds what it describes: the typed
+    config (every __post_init__ check), the student, the loss and optimiser, the evaluation
+    callback and the Lightning trainer (the expert and data are files: the runs test them)."""
+    cfg = cli.compose(command_of(recipe), [f"recipe={recipe}", "name=x", f"run_dir={tmp_path}"])
     assert cfg.trainer.max_steps > 0
     assert cfg.distill.num_noise_samples > 0
     assert cfg.planning.num_samples >= cfg.planning.num_elites
+    config = as_object(cfg)
+    assert isinstance(config, FinetuneConfig if command_of(recipe) == "finetune" else TrainConfig)
+    task_set, tasks = build.build_task_set(config)
+    module = build.build_module(config, task_set, expert=None)
+    assert module.student.config.num_tasks == len(task_set)
+    assert isinstance(module.configure_optimizers(), torch.optim.Adam)
+    callback = build.build_eval_callback(config, task_set, tasks)
+    assert callback.student_planning.num_samples <= config.planning.num_samples
+    trainer = build.build_trainer(config, tmp_path, callbacks=[callback])
+    assert trainer.max_steps == config.trainer.max_steps
 
 
 def student_state(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -159,3 +182,23 @@ def test_smoke_command_trains_and_prints_table(assets, tmp_path) -> None:
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "student: 1 episodes per task" in out.stdout and "| reacher-easy |" in out.stdout
+
+
+def test_the_smoke_recipe_files_are_what_tiny_writes(tmp_path) -> None:
+    """mt_factored/assets/smoke is `write_smoke_assets` output (regenerate: python tests/tiny.py)."""
+    from tiny import write_smoke_assets
+
+    from mt_factored.constants import PACKAGE_ASSETS_DIR
+    from mt_factored.data import read_chunk
+    from mt_factored.expert import read_checkpoint
+
+    fresh = write_smoke_assets(tmp_path)
+    shipped = PACKAGE_ASSETS_DIR / "smoke"
+    a, b = read_checkpoint(shipped / fresh["expert"].name), read_checkpoint(fresh["expert"])
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a if isinstance(a[k], torch.Tensor))
+    a, b = read_chunk(shipped / "data" / "chunk_0.pt"), read_chunk(fresh["data"])
+    for key in ("obs", "action", "reward", "task"):  # actions and rewards hold NaN in row 0
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, equal_nan=True)
+    total = sum(p.stat().st_size for p in shipped.rglob("*") if p.is_file())
+    assert total < 300_000, total  # a few hundred KB at most

@@ -75,9 +75,17 @@ def write_tiny_student(folder: Path, seed: int = 0, **overrides) -> Path:
     return folder
 
 
-def run_cli(module: str, *args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    """``python -m <module> <args>`` in ``cwd`` on one thread (headless rendering: egl)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+def run_cli(
+    module: str, *args: str, cwd: Path, timeout: int = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """``python -m <module> <args>`` in ``cwd`` on one thread (headless rendering: egl);
+    ``env`` adds variables."""
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"),
+        **(env or {}),
+    }
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         capture_output=True,
@@ -86,3 +94,35 @@ def run_cli(module: str, *args: str, cwd: Path, timeout: int = 300) -> subproces
         cwd=cwd,
         env=env,
     )
+
+
+SMOKE_TASK, SMOKE_TASK_ID = "cartpole-balance", 8  # its mt30 id
+
+
+def write_smoke_assets(folder: Path) -> dict[str, Path]:
+    """The smoke recipe's files, installed with the package (``mt_factored/assets/smoke``):
+    a randomly initialised single-task expert of cartpole-balance in the public checkpoint
+    layout (sizes 16) and one official-format chunk of two random cartpole episodes (mt30
+    padding). Deterministic: ``python tests/tiny.py`` rewrites them unchanged.
+    """
+    from mt_factored.expert import ExpertConfig, TDMPC2Expert
+
+    torch.manual_seed(0)
+    config = ExpertConfig.custom(
+        SMOKE_TASK, 1, enc_dim=16, mlp_dim=16, latent_dim=16, num_enc_layers=2, num_q=2
+    )
+    expert = TDMPC2Expert(config).save_checkpoint(folder / f"{SMOKE_TASK}.pt")
+    chunk = write_tiny_chunk(
+        folder / "data" / "chunk_0.pt",
+        task_ids={SMOKE_TASK_ID: 2},
+        action_dims={SMOKE_TASK_ID: 1},
+        obs_dims={SMOKE_TASK_ID: 5},
+        seed=0,
+    )
+    return {"expert": expert, "data": chunk}
+
+
+if __name__ == "__main__":
+    from mt_factored.constants import PACKAGE_ASSETS_DIR
+
+    print(write_smoke_assets(PACKAGE_ASSETS_DIR / "smoke"))

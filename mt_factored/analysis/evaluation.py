@@ -3,19 +3,19 @@ latency and videos, the tables and the results JSON (read by the Hub model card)
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from mt_factored.analysis.config import EvaluateConfig, ModelRunConfig
 from mt_factored.analysis.models import EXPERT, STUDENT, LoadedModel, load_models
+from mt_factored.artifacts.atomic import write_json
 from mt_factored.artifacts.provenance import hardware_info
-from mt_factored.planning.base import MPPIConfig, PlanningModel
-from mt_factored.planning.episodes import EpisodeStats, evaluate_tasks
+from mt_factored.errors import InputError
+from mt_factored.planning.base import PlanningModel
+from mt_factored.planning.episodes import EpisodeConfig, EpisodeStats, evaluate_tasks
 from mt_factored.planning.mppi import MPPIPlanner
 from mt_factored.planning.report import comparison_table, returns_table
 
@@ -27,12 +27,11 @@ def evaluate_model(
     model: PlanningModel,
     obs_dim: int,
     task_ids: dict[str, int],
-    cfg: DictConfig,
+    cfg: EvaluateConfig,
     progress: Progress,
 ) -> dict[str, EpisodeStats]:
     """Run ``model`` on every task of ``task_ids``; adds single-env latency to each result."""
-    planning = MPPIConfig(**OmegaConf.to_container(cfg.planning, resolve=True))
-    planner = MPPIPlanner(model, planning, generator=cfg.seed)
+    planner = MPPIPlanner(model, cfg.planning, generator=cfg.seed)
 
     def progress_bar(task: str):
         bar = progress.add_task(f"{name} {task}", total=cfg.max_steps or 500)
@@ -42,15 +41,11 @@ def evaluate_model(
         planner,
         task_ids,
         obs_dim,
-        latency_repeats=cfg.latency_repeats,
+        EpisodeConfig.of(cfg),
+        cfg.device,
         video_dir=cfg.out_dir if cfg.video else None,
         video_prefix=f"{name}-",
         on_task=progress_bar,
-        episodes=cfg.episodes,
-        seed=cfg.seed,
-        device=cfg.device,
-        eval_mode=cfg.eval_mode,
-        max_steps=cfg.max_steps,
     )
 
 
@@ -60,22 +55,21 @@ def progress_bars() -> Progress:
     )
 
 
-def models_of(cfg: DictConfig) -> dict[str, LoadedModel]:
+def models_of(cfg: ModelRunConfig) -> dict[str, LoadedModel]:
     """The expert and the student ``cfg`` names (evaluate, robustness, viz)."""
     if cfg.expert is None and cfg.student is None:
-        raise ValueError("nothing to evaluate: pass expert=... and/or student=...")
-    spec = OmegaConf.to_container(cfg.expert) if OmegaConf.is_config(cfg.expert) else cfg.expert
+        raise InputError("nothing to evaluate: pass expert=... and/or student=...")
     return load_models(
         tasks=list(cfg.tasks),
         task_set=cfg.task_set,
-        expert=spec,
+        expert=cfg.expert,
         expert_model_size=cfg.expert_model_size,
         students=cfg.student,
         device=cfg.device,
     )
 
 
-def run_evaluation(cfg: DictConfig) -> dict:
+def run_evaluation(cfg: EvaluateConfig) -> dict:
     """Every model on every task; prints the tables, writes ``cfg.out`` when set.
 
     Returns:
@@ -122,12 +116,4 @@ def write_results_json(
         for model, res in results.items()
     }
     data["_meta"] = {"hardware": hardware_info()}
-    write_text(path, json.dumps(data, indent=2))
-
-
-def write_text(path: str | os.PathLike, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_json(path, data)

@@ -1,7 +1,5 @@
-"""Plot return vs agent steps of online expert runs (docs/expert_curves.png).
-
-    python -m mt_factored.analysis.expert_curves                     # shipped quickstart logs
-    python -m mt_factored.analysis.expert_curves runs/expert/*-cpu-s1 --out /tmp/curves.png
+"""Plot return vs agent steps of online expert runs (docs/expert_curves.png):
+``python -m mt_factored.plot_expert_curves``.
 
 Each run folder (a trainer `run_dir`, or `checkpoints/quickstart/logs/<task>`) holds
 `train.csv`, `eval.csv` and `config.yaml`. One panel per task: training-episode returns
@@ -11,18 +9,40 @@ episodes) and, dashed, the mean return of uniform random actions.
 
 from __future__ import annotations
 
-import argparse
 import csv
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from omegaconf import OmegaConf
 
 from mt_factored import tasks
+from mt_factored.analysis.figures import save_figure
 from mt_factored.constants import REPO_ROOT
+from mt_factored.errors import MissingError
 
 DEFAULT_LOGS = REPO_ROOT / "checkpoints" / "quickstart" / "logs"
-DEFAULT_OUT = REPO_ROOT / "docs" / "expert_curves.png"
+"""The shipped quickstart experts' logs (in the repository checkout)."""
+
+
+@dataclass
+class ExpertCurvesConfig:
+    """``python -m mt_factored.plot_expert_curves``: return vs agent steps of online expert runs,
+    one panel per task."""
+
+    runs: list[str] = field(default_factory=list)
+    """Run folders (a ``train_expert`` run_dir, or ``checkpoints/quickstart/logs/<task>``);
+    empty: every folder of checkpoints/quickstart/logs."""
+    out: str = "docs/expert_curves.png"
+    """The image to write."""
+    random_episodes: int = 10
+    """Episodes of uniform random actions for the dashed baseline (0: none)."""
+
+
+def run_curves(cfg: ExpertCurvesConfig) -> Path:
+    """Draw the runs ``cfg`` names; returns the image's path."""
+    runs = [Path(r) for r in cfg.runs] or sorted(p for p in DEFAULT_LOGS.glob("*") if p.is_dir())
+    return plot(runs, Path(cfg.out), cfg.random_episodes)
 
 
 def read_rows(path: Path) -> list[dict[str, float]]:
@@ -66,7 +86,7 @@ def plot(run_dirs: list[Path], out: Path, random_episodes: int = 10) -> Path:
         task = config.get("task", run.name)
         runs.append((task, config, read_rows(run / "train.csv"), read_rows(run / "eval.csv")))
     if not runs:
-        raise SystemExit("no run folders given / found")
+        raise MissingError("no run folders given or found", "pass runs=[folder, ...]")
     cols = min(2, len(runs))
     rows = (len(runs) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.6 * rows), squeeze=False)
@@ -109,24 +129,4 @@ def plot(run_dirs: list[Path], out: Path, random_episodes: int = 10) -> Path:
         ax.axis("off")
     fig.suptitle("Online single-task TD-MPC2 experts (mt_factored.train_expert)")
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    return out
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "runs", nargs="*", type=Path, help=f"run folders (default: {DEFAULT_LOGS}/*)"
-    )
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--random-episodes", type=int, default=10, help="0 = no random baseline")
-    args = parser.parse_args(argv)
-    runs = args.runs or sorted(p for p in DEFAULT_LOGS.glob("*") if p.is_dir())
-    print(plot(runs, args.out, args.random_episodes))
-
-
-if __name__ == "__main__":
-    main()
+    return save_figure(fig, out, dpi=110)

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from mt_factored.errors import InputError
 from mt_factored.expert.resolve import load_expert
 from mt_factored.planning.base import PlanningModel
 from mt_factored.planning.expert_adapter import ExpertPlanningModel
@@ -80,14 +81,14 @@ def load_models(
     if isinstance(students, str):
         students = {STUDENT: students}
     if students is not None and not isinstance(students, Mapping):
-        raise ValueError(
+        raise InputError(
             f"students must be a path or {{label: path, ...}}, got {students!r}; "
             "label several students, e.g. students='{small: a.ckpt, large: b.ckpt}'"
         )
     if not students and expert is None:
-        raise ValueError("nothing to run: pass expert=... and/or a student")
+        raise InputError("nothing to run: pass expert=... and/or a student")
     if expert is not None and EXPERT in (students or {}):
-        raise ValueError(f"{EXPERT!r} is the expert's label; give the student another one")
+        raise InputError(f"{EXPERT!r} is the expert's label; give the student another one")
     models: dict[str, LoadedModel] = {}
     if expert is not None:
         net = load_expert(expert, task_set=task_set, model_size=expert_model_size)
@@ -95,7 +96,7 @@ def load_models(
         covered = getattr(net, "tasks", tasks)
         missing = [t for t in tasks if t not in covered]
         if missing:
-            raise ValueError(f"the expert covers {list(covered)}, not {missing}")
+            raise InputError(f"the expert covers {list(covered)}, not {missing}")
         ids = get_task_set(task_set)
         models[EXPERT] = LoadedModel(
             EXPERT, EXPERT, net, net.obs_dim, {t: ids.index(t) for t in tasks}, expert
@@ -105,7 +106,7 @@ def load_models(
         names = student.config.task_names
         unknown = [t for t in tasks if t not in names]
         if unknown:
-            raise ValueError(f"student {label!r} ({path}) was not trained on {unknown}")
+            raise InputError(f"student {label!r} ({path}) was not trained on {unknown}")
         models[str(label)] = LoadedModel(
             str(label),
             STUDENT,

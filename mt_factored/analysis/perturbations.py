@@ -28,6 +28,7 @@ from typing import Literal
 import numpy as np
 
 from mt_factored import tasks
+from mt_factored.errors import InputError
 
 KINDS = ("dummy", "scale")
 SWEEP = "*"
@@ -37,7 +38,7 @@ SPEC_HELP = (
 )
 
 
-class PerturbationSpecError(ValueError):
+class PerturbationSpecError(InputError):
     """A perturbation spec that cannot be parsed or names a joint the task lacks."""
 
 

@@ -5,23 +5,22 @@ JSON and the plot."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from mt_factored.analysis.evaluation import models_of, progress_bars, write_text
+from mt_factored.analysis.config import EvaluateConfig
+from mt_factored.analysis.evaluation import models_of, progress_bars
 from mt_factored.analysis.figures import save_figure
 from mt_factored.analysis.perturbations import Perturbation, parse_perturbations
+from mt_factored.artifacts.atomic import write_json
 from mt_factored.artifacts.provenance import hardware_info
-from mt_factored.planning.base import MPPIConfig
-from mt_factored.planning.episodes import EpisodeStats, run_episodes
+from mt_factored.planning.episodes import EpisodeConfig, EpisodeStats, run_episodes
 from mt_factored.planning.mppi import MPPIPlanner
 
 log = logging.getLogger(__name__)
@@ -31,7 +30,7 @@ UNPERTURBED = "none"
 
 
 def run_robustness(
-    cfg: DictConfig,
+    cfg: EvaluateConfig,
 ) -> dict[str, dict[str, dict[str, EpisodeStats]]]:
     """Every model on every task, unperturbed and under each perturbation of ``cfg.perturb``.
 
@@ -42,11 +41,12 @@ def run_robustness(
     Returns:
         ``{task: {condition label: {model: EpisodeStats}}}``, :data:`UNPERTURBED` first.
     """
-    specs = OmegaConf.to_container(cfg.perturb) if OmegaConf.is_config(cfg.perturb) else cfg.perturb
+    specs = cfg.perturb
     task_ids = list(cfg.tasks)
     # Parsed before any model loads, so a bad spec fails at once.
     perturbations = {task: parse_perturbations(specs, task) for task in task_ids}
-    planning = MPPIConfig(**OmegaConf.to_container(cfg.planning, resolve=True))
+    planning = cfg.planning
+    episodes = EpisodeConfig.of(cfg)
     results: dict[str, dict[str, dict[str, EpisodeStats]]] = {
         task: {UNPERTURBED: {}} | {p.label: {} for p in perturbations[task]} for task in task_ids
     }
@@ -63,11 +63,8 @@ def run_robustness(
                         task,
                         task_id,
                         m.obs_dim,
-                        episodes=cfg.episodes,
-                        seed=cfg.seed,
-                        device=cfg.device,
-                        eval_mode=cfg.eval_mode,
-                        max_steps=cfg.max_steps,
+                        episodes,
+                        cfg.device,
                         action_hook=hook,
                         on_step=lambda n, bar=bar: progress.update(bar, completed=n),
                     )
@@ -120,7 +117,7 @@ def write_robustness_json(
     path: str | os.PathLike,
     results: dict[str, dict[str, dict[str, EpisodeStats]]],
     perturbations: dict[str, list[Perturbation]],
-    cfg: DictConfig,
+    cfg: EvaluateConfig,
 ) -> None:
     """``{task: {condition: {"perturbation": {...} | null, model: {returns, mean, std}}}}``
     plus ``_meta`` (episodes, seed, planning settings, hardware)."""
@@ -136,10 +133,10 @@ def write_robustness_json(
         "episodes": cfg.episodes,
         "seed": cfg.seed,
         "max_steps": cfg.max_steps,
-        "planning": OmegaConf.to_container(cfg.planning, resolve=True),
+        "planning": dataclasses.asdict(cfg.planning),
         "hardware": hardware_info(),
     }
-    write_text(path, json.dumps(data, indent=2))
+    write_json(path, data)
 
 
 def plot_robustness(

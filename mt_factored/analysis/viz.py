@@ -28,15 +28,16 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from mt_factored.analysis.config import VizConfig
 from mt_factored.analysis.evaluation import models_of
 from mt_factored.analysis.figures import save_figure
 from mt_factored.analysis.models import EXPERT, STUDENT
 from mt_factored.analysis.perturbations import actuator_names
+from mt_factored.errors import InputError
 from mt_factored.planning.base import MPPIConfig
-from mt_factored.planning.episodes import run_episodes
+from mt_factored.planning.episodes import EpisodeConfig, run_episodes
 from mt_factored.planning.expert_adapter import ExpertPlanningModel
 from mt_factored.planning.mppi import MPPIPlanner
 from mt_factored.planning.student_adapter import StudentPlanningModel
@@ -85,7 +86,7 @@ def record_rollout(
     planning: MPPIConfig,
     task: str,
     task_id: int,
-    cfg: DictConfig,
+    cfg: VizConfig,
     on_step,
 ) -> Rollout:
     """Run ``cfg.episodes`` episodes of ``task`` with the student's planner and record them."""
@@ -95,11 +96,8 @@ def record_rollout(
         task,
         task_id,
         student.config.obs_dim,
-        episodes=cfg.episodes,
-        seed=cfg.seed,
-        device=cfg.device,
-        eval_mode=cfg.eval_mode,
-        max_steps=cfg.max_steps,
+        EpisodeConfig.of(cfg),
+        cfg.device,
         on_step=on_step,
     )
     plans = torch.stack(planner.plans)  # the planner drops agents no env of the batch has
@@ -143,7 +141,7 @@ def expert_plan_returns(
 ) -> torch.Tensor:
     """The expert's H-step return ``[B]`` of env action sequences ``actions [B, H, A]``."""
     if obs.shape[-1] != expert.obs_dim or actions.shape[-1] != expert.action_dim:
-        raise ValueError(
+        raise InputError(
             f"the expert takes obs {expert.obs_dim} / actions {expert.action_dim}, the student "
             f"{obs.shape[-1]} / {actions.shape[-1]}: pass an expert of the student's task set"
         )
@@ -184,7 +182,7 @@ def tsne_2d(points: np.ndarray, perplexity: float, seed: int) -> np.ndarray:
             "the t-SNE plots need scikit-learn: pip install -e '.[viz]' (or pip install scikit-learn)"
         ) from err
     if len(points) < 5:
-        raise ValueError(f"t-SNE needs at least 5 latents, got {len(points)}; run more steps")
+        raise InputError(f"t-SNE needs at least 5 latents, got {len(points)}; run more steps")
     perplexity = min(perplexity, (len(points) - 1) / 3)  # sklearn needs perplexity < points
     return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(points)
 
@@ -208,7 +206,7 @@ def plot_scatter(xy: np.ndarray, labels: list[str], title: str, path: Path, dpi:
 
 
 def plot_returns(
-    student: FactoredStudent, rollout: Rollout, path: Path, cfg: DictConfig, expert=None
+    student: FactoredStudent, rollout: Rollout, path: Path, cfg: VizConfig, expert=None
 ) -> Path:
     """Per-joint and global H-step returns over the first recorded episode of ``rollout``."""
     from matplotlib.figure import Figure
@@ -243,10 +241,10 @@ def plot_returns(
     return save_figure(fig, path, dpi=cfg.dpi)
 
 
-def run_viz(cfg: DictConfig) -> dict[str, Path]:
+def run_viz(cfg: VizConfig) -> dict[str, Path]:
     """Record the student's episodes and write the plots; returns ``{plot: path}``."""
     if cfg.student is None:
-        raise ValueError("viz needs a student: pass student=<.ckpt or folder>")
+        raise InputError("viz needs a student: pass student=<.ckpt or folder>")
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     task_set = get_task_set(cfg.task_set)
@@ -254,12 +252,12 @@ def run_viz(cfg: DictConfig) -> dict[str, Path]:
     models = models_of(cfg)  # the student, and the expert when one is given
     student = models[STUDENT].net
     expert = models[EXPERT].net if EXPERT in models else None
-    planning = MPPIConfig(**OmegaConf.to_container(cfg.planning, resolve=True))
+    planning = cfg.planning
     returns_task = cfg.returns_task or max(
         task_ids, key=lambda t: len(student.config.partitions[task_ids[t]])
     )
     if returns_task not in task_ids:
-        raise ValueError(f"returns_task={returns_task} is not one of tasks={list(task_ids)}")
+        raise InputError(f"returns_task={returns_task} is not one of tasks={list(task_ids)}")
 
     rollouts = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())

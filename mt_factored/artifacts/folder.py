@@ -1,5 +1,5 @@
-"""The files of a published model folder: atomic writes, checksums, format versions, and
-fetching one file from a local folder or through the Hugging Face cache.
+"""The files of a model folder: ``config.json`` + ``model.safetensors`` written with the
+weights' checksum, read back with format-version, checksum and exact-shape checks.
 
 Shared by the student (``mt_factored.student.pretrained``) and the expert (``mt_factored.expert.pretrained``).
 A folder holds ``config.json`` (with ``format_version`` and the SHA-256 of the weights),
@@ -9,22 +9,23 @@ gives the same folder back, and the HF cache holds it as ``models--ORG--NAME/sna
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import hashlib
 import json
-import os
-import shutil
-import uuid
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from mt_factored import __version__
+from mt_factored.artifacts.atomic import atomic_write, write_json
+from mt_factored.artifacts.checksums import sha256_file
+from mt_factored.artifacts.remote import fetch_file
 from mt_factored.constants import CONFIG_NAME, WEIGHTS_NAME
+from mt_factored.errors import MismatchError
 
 FORMAT_KEY = "format_version"
 MODEL_TYPE_KEY = "model_type"
@@ -34,65 +35,12 @@ ConfigT = TypeVar("ConfigT")
 ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
 
 
-class ArtifactNotFoundError(FileNotFoundError):
-    """A model folder or file that is neither on disk nor in the HF cache (nor downloadable)."""
-
-
-class ArtifactFormatError(ValueError):
+class ArtifactFormatError(MismatchError):
     """A model folder that exists but cannot be read: version, config or weights are wrong."""
 
 
 class NewerFormatWarning(UserWarning):
     """``config.json`` has fields this version does not know (written by a newer minor version)."""
-
-
-# ------------------------------------------------------------------------------- writing
-def atomic_write(path: Path, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp)`` on a temp file next to ``path``, then rename it onto ``path``."""
-    # A unique name rather than mkstemp: the file gets the umask's permissions, not 0600.
-    tmp = str(path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"))
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
-def write_json(path: Path, data: Mapping[str, Any]) -> Path:
-    """Atomically write ``data`` as indented JSON."""
-    return atomic_write(path, lambda p: Path(p).write_text(json.dumps(data, indent=2) + "\n"))
-
-
-@contextlib.contextmanager
-def staged_files(folder: str | os.PathLike) -> Iterator[Path]:
-    """A staging folder inside ``folder``; on success every file in it is moved into ``folder``.
-
-    Each file appears in ``folder`` by one rename, so a reader never sees a half-written
-    file. ``config.json`` is moved last: it carries the checksum of the weights, so a
-    crash between renames leaves a folder whose mismatch :func:`check_weights_hash` reports.
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    staging = folder / f".staging-{uuid.uuid4().hex[:12]}"
-    staging.mkdir()
-    try:
-        yield staging
-        names = sorted(p.name for p in staging.iterdir())
-        for name in sorted(names, key=lambda n: n == CONFIG_NAME):
-            os.replace(staging / name, folder / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ------------------------------------------------------------------------------- reading
@@ -180,9 +128,6 @@ def check_weights_hash(path: Path, expected: str | None, source: str) -> None:
 
 def load_weights_exact(module: torch.nn.Module, path: Path, source: str) -> None:
     """Load a safetensors file into ``module``; every key and shape must match exactly."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     try:
         state = load_file(str(path), device="cpu")
     except (SafetensorError, OSError) as err:
@@ -216,84 +161,11 @@ def load_state_exact(
     module.load_state_dict(state, strict=True)
 
 
-def fetch_file(
-    model_id: str,
-    filename: str,
-    *,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    force_download: bool = False,
-    local_files_only: bool = False,
-    token: str | bool | None = None,
-) -> Path:
-    """Local path of ``filename`` of a model folder or Hub model repo.
-
-    ``model_id`` is a folder (``hf download ORG/NAME --local-dir X`` makes one)
-    or a repo id, resolved through ``hf_hub_download``: from the HF cache when it has the
-    revision (always with ``HF_HUB_OFFLINE=1``), else downloaded into it.
-    """
-    folder = Path(model_id).expanduser()
-    if folder.is_dir():
-        path = folder / filename
-        if not path.is_file():
-            raise ArtifactNotFoundError(
-                f"{folder} has no {filename}: not a complete model folder (write one with "
-                "save_pretrained or fetch one with `hf download ORG/NAME --local-dir X`)"
-            )
-        return path
-    if folder.exists():
-        raise ArtifactNotFoundError(
-            f"{model_id} is a file; pass the folder that holds {filename} or a Hub repo id"
-        )
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        HfHubHTTPError,
-        HFValidationError,
-        LocalEntryNotFoundError,
-    )
-
-    at = f" at revision {revision}" if revision else ""
-    try:
-        return Path(
-            hf_hub_download(
-                model_id,
-                filename,
-                revision=revision,
-                cache_dir=cache_dir,
-                force_download=force_download,
-                local_files_only=local_files_only,
-                token=token,
-            )
-        )
-    except HFValidationError as err:
-        raise ArtifactNotFoundError(
-            f"{model_id!r} is neither an existing folder nor a valid Hub repo id (ORG/NAME): {err}"
-        ) from err
-    except LocalEntryNotFoundError as err:
-        raise ArtifactNotFoundError(
-            f"{model_id!r} is not a folder here, and {filename} of the Hub repo {model_id}{at} is "
-            "not in the Hugging Face cache while the Hub cannot be reached (HF_HUB_OFFLINE=1, "
-            f"local_files_only or no network). With network: `hf download "
-            f"{model_id} --local-dir X` and pass X, or unset HF_HUB_OFFLINE."
-        ) from err
-    except EntryNotFoundError as err:
-        raise ArtifactNotFoundError(
-            f"the Hub repo {model_id}{at} has no {filename}: not a model saved by mt_factored"
-        ) from err
-    except HfHubHTTPError as err:
-        raise ArtifactNotFoundError(
-            f"cannot fetch {filename} of the Hub repo {model_id}{at} (not a folder here either): {err}"
-        ) from err
-
-
 def write_weights_and_config(
     folder: Path, module: torch.nn.Module, config: Mapping[str, Any]
 ) -> None:
     """``model.safetensors`` (``module``'s state dict), then ``config.json`` = ``config`` plus
     the weights' SHA-256; each file appears atomically."""
-    from safetensors.torch import save_file
-
     weights = Path(folder) / WEIGHTS_NAME
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     atomic_write(weights, lambda p: save_file(state, p, metadata={"format": "pt"}))

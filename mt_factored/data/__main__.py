@@ -1,89 +1,64 @@
-"""Command line of mt_factored.data (key=value arguments).
+"""``python -m mt_factored.data``: prepare, inspect and verify the public TD-MPC2 data.
 
-usage:
-  python -m mt_factored.data prepare source=hub task_set=mt30 out=data/mt30
-  python -m mt_factored.data prepare source=/path/to/chunks task_set=mt30 out=data/mt30
-  python -m mt_factored.data info data/mt30     (tasks, episodes, transitions, rewards)
-  python -m mt_factored.data verify data/mt30   (recompute every shard checksum)
-prepare keys: source, out, task_set, shard_episodes, block_episodes, verify, revision,
-  cache_dir, progress
+    python -m mt_factored.data prepare source=hub task_set=mt30 out=data/mt30
+    python -m mt_factored.data prepare source=/path/to/chunks task_set=mt30 out=data/mt30
+    python -m mt_factored.data info data/mt30     (tasks, episodes, transitions, rewards)
+    python -m mt_factored.data verify data/mt30   (recompute every shard checksum)
+
+Arguments are Hydra's ``key=value`` (a bare PATH stands for ``path=PATH``); ``--help`` after a
+command lists its keys, their defaults and what they mean.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
 
-from omegaconf import OmegaConf
+from mt_factored import cli
+from mt_factored.artifacts.configs import as_object
+from mt_factored.data.config import DatasetPathConfig, PrepareConfig
+from mt_factored.data.info import dataset_summary, format_summary
+from mt_factored.data.prepare import prepare
+from mt_factored.data.shards import ShardedDataset
 
-from mt_factored import data
 
-USAGE = __doc__
+def run_prepare(cfg: PrepareConfig) -> None:
+    cfg = as_object(cfg)
+    prepare(
+        cfg.source,
+        cfg.out,
+        cfg.task_set,
+        shard_episodes=cfg.shard_episodes,
+        block_episodes=cfg.block_episodes,
+        verify=cfg.verify,
+        revision=cfg.revision,
+        cache_dir=cfg.cache_dir,
+        progress=cfg.progress,
+    )
+
+
+def run_info(cfg: DatasetPathConfig) -> None:
+    print(format_summary(dataset_summary(as_object(cfg).path)))
+
+
+def run_verify(cfg: DatasetPathConfig) -> None:
+    path = as_object(cfg).path
+    ds = ShardedDataset(path, verify=True)
+    print(f"{path}: {ds.num_shards} shards, {ds.num_episodes} episodes, checksums ok")
+
 
 COMMANDS = {
-    "prepare": {
-        "source": "hub",
-        "out": "data/mt30",
-        "task_set": "mt30",
-        "shard_episodes": 50_000,
-        "block_episodes": 512,
-        "verify": True,
-        "revision": None,
-        "cache_dir": None,
-        "progress": True,
-    },
-    "info": {"path": None},
-    "verify": {"path": None},
+    "prepare": cli.Subcommand("data_prepare", run_prepare, PrepareConfig.__doc__),
+    "info": cli.Subcommand(
+        "data_info", run_info, "Tasks, episodes, transitions and rewards.", positional="path"
+    ),
+    "verify": cli.Subcommand(
+        "data_verify", run_verify, "Recompute every shard checksum.", positional="path"
+    ),
 }
 
 
-class UsageError(ValueError):
-    """Bad command-line arguments."""
-
-
-def parse(argv: list[str]) -> tuple[str, dict]:
-    """(command, arguments) from `argv`; a bare PATH stands for path=PATH."""
-    if not argv or argv[0] not in COMMANDS:
-        raise UsageError(f"expected a command in {list(COMMANDS)}, got {argv[:1]}")
-    command, rest = argv[0], argv[1:]
-    defaults = COMMANDS[command]
-    dotlist = [a if "=" in a or "path" not in defaults else f"path={a}" for a in rest]
-    try:
-        given = OmegaConf.to_container(OmegaConf.from_dotlist(dotlist))
-    except Exception as err:  # omegaconf grammar errors
-        raise UsageError(f"cannot parse {rest}: {err}") from err
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise UsageError(f"unknown keys for {command}: {unknown}; known keys: {list(defaults)}")
-    args = {**defaults, **given}
-    missing = [k for k, v in args.items() if v is None and k == "path"]
-    if missing:
-        raise UsageError(f"{command} needs a PATH")
-    return command, args
-
-
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        command, args = parse(argv)
-    except UsageError as err:
-        print(f"error: {err}\n{USAGE}", file=sys.stderr)
-        return 2
-    try:
-        if command == "prepare":
-            data.prepare(**args)
-        elif command == "info":
-            print(data.format_summary(data.dataset_summary(args["path"])))
-        else:
-            ds = data.ShardedDataset(args["path"], verify=True)
-            print(
-                f"{args['path']}: {ds.num_shards} shards, {ds.num_episodes} episodes, checksums ok"
-            )
-    except (OSError, ValueError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return cli.main_with_subcommands("mt_factored.data", COMMANDS, argv)
 
 
 if __name__ == "__main__":

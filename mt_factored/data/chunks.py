@@ -33,7 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from mt_factored.artifacts.atomic import atomic_write
 from mt_factored.data.validate import DTYPE_NAMES, NUMPY_DTYPES, ChunkFormatError, validate_chunk
+from mt_factored.errors import MissingError
 
 log = logging.getLogger(__name__)
 
@@ -329,7 +331,7 @@ def read_chunk(
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"chunk file {path} does not exist")
+        raise MissingError(f"chunk file {path} does not exist")
     try:
         data = _load(path, fallback=False)
     except Exception as err:  # any failure of the real unpickler -> the fallback
@@ -379,7 +381,5 @@ def write_chunk(
     batch_size = list(data["obs"].shape[:2])  # [episodes, frames]
     td = TensorDict({k: v.contiguous() for k, v in data.items()}, batch_size=batch_size)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(td, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(td, tmp))
     return path

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from mt_factored.artifacts.atomic import publish
 from mt_factored.constants import ACTION, OBS, REWARD, SHARD_FORMAT_VERSION, TASK
 from mt_factored.data.chunks import ChunkFile, read_chunk
 from mt_factored.data.download import hub_chunk_file, hub_chunk_names
@@ -48,6 +49,7 @@ from mt_factored.data.validate import (
     validate_block,
     validate_header,
 )
+from mt_factored.errors import InputError
 from mt_factored.tasks import get_task_set
 
 log = logging.getLogger(__name__)
@@ -134,7 +136,7 @@ def _write_shard(
         files = {}
         for key, writer in writers.items():
             writer.close()
-            os.replace(out / (names[key] + ".tmp"), out / names[key])
+            publish(out / (names[key] + ".tmp"), out / names[key])
             files[key] = {
                 "file": names[key],
                 "bytes": writer.bytes,
@@ -197,7 +199,7 @@ def _new_index(task_set: str | None, names: list[str], shard_episodes: int) -> d
 def _check_same_run(out: Path, index: dict[str, Any], fresh: dict[str, Any]) -> None:
     for key in ("task_set", "shard_episodes", "sources"):
         if index.get(key) != fresh[key]:
-            raise ValueError(
+            raise InputError(
                 f"{out} already holds a dataset prepared with {key}={index.get(key)!r}, not "
                 f"{fresh[key]!r}; prepare into a new folder, or delete {out} to start over"
             )
@@ -208,13 +210,13 @@ def _resolve_sources(
 ) -> tuple[list[str], Callable[[int], Path]]:
     if source == "hub":
         if task_set is None:
-            raise ValueError("source=hub needs a task_set (mt30 or mt80)")
+            raise InputError("source=hub needs a task_set (mt30 or mt80)")
         names = hub_chunk_names(task_set)
         return names, lambda i: hub_chunk_file(task_set, names[i], revision, cache_dir)
     paths = chunk_paths(source)
     names = [p.name for p in paths]
     if len(set(names)) != len(names):
-        raise ValueError(f"chunk file names must be unique, got {names}")
+        raise InputError(f"chunk file names must be unique, got {names}")
     return names, lambda i: paths[i]
 
 
@@ -248,7 +250,7 @@ def prepare(
         `out`, ready for `ShardedDataset` / `WindowDataset`.
     """
     if shard_episodes < 1 or block_episodes < 1:
-        raise ValueError("shard_episodes and block_episodes must be >= 1")
+        raise InputError("shard_episodes and block_episodes must be >= 1")
     out = Path(out)
     names, resolve = _resolve_sources(source, task_set, revision, cache_dir)
     fresh = _new_index(task_set, names, shard_episodes)

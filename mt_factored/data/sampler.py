@@ -29,6 +29,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from mt_factored.errors import InputError
+
 SCHEDULE_SLOTS = 1 << 16
 _ROUNDS = 4  # Luby-Rackoff: 4 rounds of a pseudo-random function give a pseudo-random permutation
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -116,11 +118,11 @@ class WindowSampler:
         task_weights: Mapping[int, float] | Sequence[float] | None = None,
     ) -> None:
         if horizon < 1 or horizon >= frames:
-            raise ValueError(
+            raise InputError(
                 f"horizon must be in [1, {frames - 1}] for {frames}-frame episodes, got {horizon}"
             )
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
         self.starts = frames - horizon  # valid window starts per episode
         self.batch_size = batch_size
         self.seed_key = key64("mt_factored.window_sampler", int(seed))
@@ -130,7 +132,7 @@ class WindowSampler:
             task_ids = [int(t) for t in task_ids]
             missing = sorted(set(task_ids) - set(present.tolist()))
             if missing:
-                raise ValueError(
+                raise InputError(
                     f"task_ids {missing} have no episodes in the dataset "
                     f"(tasks present: {present.tolist()})"
                 )
@@ -143,7 +145,7 @@ class WindowSampler:
             count = len(episode_tasks) if self.episodes is None else len(self.episodes)
             self.num_windows = count * self.starts
             if self.num_windows == 0:
-                raise ValueError("no episodes to sample windows from")
+                raise InputError("no episodes to sample windows from")
             return
         weights = self._weights(task_weights, present, task_ids)
         self.tasks = np.array(sorted(weights), dtype=np.int64)  # active tasks (weight > 0)
@@ -164,15 +166,15 @@ class WindowSampler:
         else:
             weights = {t: float(w) for t, w in enumerate(task_weights)}
         if any(w < 0 or not np.isfinite(w) for w in weights.values()):
-            raise ValueError(f"task_weights must be finite and >= 0, got {weights}")
+            raise InputError(f"task_weights must be finite and >= 0, got {weights}")
         if task_ids is not None:
             weights = {t: w for t, w in weights.items() if t in set(task_ids)}
         weights = {t: w for t, w in weights.items() if w > 0}
         if not weights:
-            raise ValueError("task_weights gives no selected task a positive weight")
+            raise InputError("task_weights gives no selected task a positive weight")
         missing = sorted(set(weights) - set(present.tolist()))
         if missing:
-            raise ValueError(f"task_weights give weight to tasks {missing} that have no episodes")
+            raise InputError(f"task_weights give weight to tasks {missing} that have no episodes")
         return weights
 
     def _build_schedule(self, weights: np.ndarray) -> None:
@@ -196,7 +198,7 @@ class WindowSampler:
     def positions(self, batch: int, rank: int = 0, world_size: int = 1) -> np.ndarray:
         """Stream positions of batch `batch` of rank `rank` among `world_size` ranks."""
         if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} not in [0, {world_size})")
+            raise InputError(f"rank {rank} not in [0, {world_size})")
         first = (int(batch) * world_size + rank) * self.batch_size
         return first + np.arange(self.batch_size, dtype=np.int64)
 

@@ -15,7 +15,6 @@ training stream reads windows with positional reads (see `store.py`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -23,24 +22,15 @@ from typing import Any
 
 import numpy as np
 
+from mt_factored.artifacts.atomic import write_json
+from mt_factored.artifacts.checksums import CHECKSUM, sha256_file
 from mt_factored.constants import SHARD_FORMAT_VERSION, SHARD_INDEX_NAME, TASK
 from mt_factored.data.store import EpisodeStore
-
-CHECKSUM = "sha256"
-_READ_BLOCK = 16 << 20
+from mt_factored.errors import MismatchError, MissingError
 
 
-class ShardError(RuntimeError):
+class ShardError(MismatchError, RuntimeError):
     """A prepared dataset that cannot be used as it is (incomplete, corrupt, other version)."""
-
-
-def file_checksum(path: Path) -> str:
-    """Streaming sha256 of a file."""
-    digest = hashlib.new(CHECKSUM)
-    with open(path, "rb") as f:
-        while block := f.read(_READ_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_index(root: str | os.PathLike) -> dict[str, Any] | None:
@@ -59,14 +49,8 @@ def read_index(root: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def write_index(root: str | os.PathLike, index: dict[str, Any]) -> None:
-    """Writes index.json atomically (temp file + fsync + rename)."""
-    path = Path(root) / SHARD_INDEX_NAME
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(index, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Writes index.json atomically."""
+    write_json(Path(root) / SHARD_INDEX_NAME, index, indent=1)
 
 
 def verify_shard(root: str | os.PathLike, shard: dict[str, Any]) -> list[str]:
@@ -77,7 +61,7 @@ def verify_shard(root: str | os.PathLike, shard: dict[str, Any]) -> list[str]:
         if (
             not path.is_file()
             or path.stat().st_size != entry["bytes"]
-            or file_checksum(path) != entry[CHECKSUM]
+            or sha256_file(path) != entry[CHECKSUM]
         ):
             bad.append(entry["file"])
     return bad
@@ -110,7 +94,7 @@ class ShardedDataset(EpisodeStore):
         self.path = Path(path)
         index = read_index(self.path)
         if index is None:
-            raise FileNotFoundError(
+            raise MissingError(
                 f"{self.path} holds no {SHARD_INDEX_NAME}; run "
                 f"`python -m mt_factored.data prepare source=... out={self.path}`"
             )

@@ -34,6 +34,7 @@ from mt_factored.data.validate import (
     validate_block,
     validate_header,
 )
+from mt_factored.errors import InputError, MissingError
 
 FRAME_KEYS = (OBS, ACTION, REWARD, TERMINATED)  # per-frame arrays; TASK is per episode
 
@@ -67,7 +68,7 @@ class EpisodeStore:
         self.offsets = np.concatenate([[0], np.cumsum(episodes)]).astype(np.int64)
         self.episode_tasks = np.asarray(episode_tasks, dtype=np.int64)
         if len(self.episode_tasks) != self.offsets[-1]:
-            raise ValueError("episode_tasks must hold one task id per episode")
+            raise InputError("episode_tasks must hold one task id per episode")
         self.task_names = list(task_names) if task_names is not None else None
         self.keys = [k for k in FRAME_KEYS if k in self.dtypes]
         self._paths = {k: [r[k][0] for r in regions] for k in self.keys}
@@ -171,15 +172,15 @@ def chunk_paths(source: str | os.PathLike | Sequence[str | os.PathLike]) -> list
         if path.is_dir():
             files = sorted(path.glob("*.pt"), key=_chunk_sort_key)
             if not files:
-                raise FileNotFoundError(f"{path} holds no *.pt chunk files")
+                raise MissingError(f"{path} holds no *.pt chunk files")
             return files
         if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist")
+            raise MissingError(f"{path} does not exist")
         return [path]
     files = [Path(p) for p in source]
     for file in files:
         if not file.is_file():
-            raise FileNotFoundError(f"chunk file {file} does not exist")
+            raise MissingError(f"chunk file {file} does not exist")
     return files
 
 

@@ -26,6 +26,7 @@ from mt_factored.constants import TASK
 from mt_factored.data.sampler import WindowSampler
 from mt_factored.data.shards import ShardedDataset
 from mt_factored.data.store import EpisodeStore, store_from_chunks
+from mt_factored.errors import MismatchError
 
 Source = str | os.PathLike | Sequence[str | os.PathLike] | EpisodeStore
 
@@ -220,14 +221,14 @@ class WindowDataLoader(DataLoader):
                 for k in current
                 if not isinstance(saved, dict) or saved.get(k) != current[k]
             }
-            raise ValueError(
+            raise MismatchError(
                 "the checkpoint was written by another window stream (checkpoint -> now: "
                 f"{diff}); resume with the data, seed, batch size, horizon and number of "
                 "processes it was trained with, or start a new run_dir"
             )
         self._handed_out = int(state["next_batch"])
         if self._position is not None and self.next_batch != self._handed_out:
-            raise ValueError(
+            raise MismatchError(
                 f"the checkpoint's stream position ({self._handed_out}) disagrees with the "
                 f"trainer's ({self.next_batch}): the checkpoint is inconsistent"
             )

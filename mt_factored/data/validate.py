@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from mt_factored.constants import ACTION, OBS, REWARD, TASK, TERMINATED
+from mt_factored.errors import MismatchError
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ DTYPE_NAMES: dict[torch.dtype, str] = {dt: str(dt).removeprefix("torch.") for dt
 TORCH_DTYPES: dict[str, torch.dtype] = {name: dt for dt, name in DTYPE_NAMES.items()}
 
 
-class ChunkFormatError(ValueError):
+class ChunkFormatError(MismatchError):
     """A chunk (or shard) that does not hold what the format requires."""
 
     def __init__(self, file: Any, key: str | None, expected: str, got: Any = None) -> None:

@@ -1,39 +1,52 @@
 """Ranking distillation of a TD-MPC2 expert into the factored student (Fac-TDMPC Alg. 1).
 
-- `DistillConfig` (`config.py`): every constant (noise, temperatures, coefficients).
-- `distill_losses` (`losses.py`): named loss terms of one batch of windows; `ranking_kl`
-  and `masked_mse` are the terms as functions of outputs, targets and masks.
-- `rollout.py`: perturbed actions and both models' rollouts under them.
+- `DistillConfig` (`config.py`): every constant (noise, temperatures, which terms and their
+  coefficients).
+- `terms.py`: the registry of named loss terms (``reward_kl``, ``value_kl``, ``reward_mse``,
+  ``value_mse``, ``policy``, ``consistency``), one function each; ``@loss_term`` adds one.
+- `rollout.py`: noisy action sequences and both models' rollouts under them.
+- `distill_losses` (`losses.py`): one batch -> every selected term and their weighted sum.
 """
 
-from mt_factored.distill.config import DistillConfig
-from mt_factored.distill.losses import (
-    distill_losses,
-    expert_scale,
-    masked_mse,
-    ranking_kl,
-    student_losses,
-    task_scale,
-)
+from mt_factored.distill.config import PAPER_TERMS, DistillConfig, Normalize
+from mt_factored.distill.losses import distill_losses, log_keys, student_losses, terms_of
 from mt_factored.distill.rollout import (
     ExpertRollout,
     StudentRollout,
     expert_rollout,
-    perturb_actions,
+    noisy_actions,
     student_rollout,
+)
+from mt_factored.distill.terms import (
+    TERMS,
+    DistillBatch,
+    LossTerm,
+    expert_scale,
+    loss_term,
+    masked_mse,
+    ranking_kl,
+    task_scale,
 )
 
 __all__ = [
+    "PAPER_TERMS",
+    "TERMS",
+    "DistillBatch",
     "DistillConfig",
     "ExpertRollout",
+    "LossTerm",
+    "Normalize",
     "StudentRollout",
     "distill_losses",
     "expert_rollout",
     "expert_scale",
-    "task_scale",
+    "log_keys",
+    "loss_term",
     "masked_mse",
-    "perturb_actions",
+    "noisy_actions",
     "ranking_kl",
     "student_losses",
     "student_rollout",
+    "task_scale",
+    "terms_of",
 ]

@@ -1,14 +1,20 @@
-"""Noise-perturbed action sequences and the two models' rollouts under them (Alg. 1).
+"""Noisy action sequences and the two models' rollouts under them (Alg. 1).
 
 Both models roll their *own* latents forward from the window's first observation
-under the same perturbed actions; the student is never fed the expert's latents.
+under the same noisy actions; the student is never fed the expert's latents.
 Shapes: ``K`` noise samples lead, then the batch ``B``: actions ``[K, B, H, A]``,
 per-step outputs ``[H, K, B]``.
+
+The rollouts are what the loss terms (:mod:`.terms`) read. Each carries its model and its
+final latent, and an ``extra`` mapping, so a term that needs more than rewards and values
+(e.g. the value at the end of the horizon) computes it from the rollout without a change
+to every other term.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import NamedTuple
 
 import torch
@@ -16,8 +22,10 @@ import torch
 from mt_factored.expert.interface import Expert
 from mt_factored.student.model import FactoredStudent, StudentConditioning
 
+NO_EXTRA: Mapping[str, torch.Tensor] = MappingProxyType({})
 
-def perturb_actions(
+
+def noisy_actions(
     action: torch.Tensor,
     mask: torch.Tensor,
     num_samples: int,
@@ -25,12 +33,12 @@ def perturb_actions(
     generator: torch.Generator | None = None,
     keep_data_action: bool = False,
 ) -> torch.Tensor:
-    """``num_samples`` noisy copies of ``action [B, H, A]``: ``[K, B, H, A]``.
+    """``num_samples`` copies of ``action [B, H, A]`` with Gaussian action noise: ``[K, B, H, A]``.
 
     Noise ``N(0, noise_std^2)`` is added (a sequence: one std per sample, length
     ``num_samples``), the result clamped to [-1, 1] and multiplied
     by ``mask [B, A]`` (padded entries stay 0). With ``keep_data_action`` one more,
-    unperturbed copy is appended as sample ``K``.
+    noise-free copy is appended as sample ``K``.
     """
     eps = torch.randn(
         (num_samples, *action.shape), generator=generator, dtype=action.dtype, device=action.device
@@ -47,14 +55,22 @@ def perturb_actions(
 
 
 class ExpertRollout(NamedTuple):
-    """The expert along perturbed actions (computed without gradients)."""
+    """The expert along the noisy actions (computed without gradients)."""
 
     reward: torch.Tensor
     """``[H, K, B]`` predicted rewards."""
     value: torch.Tensor
     """``[H, K, B]`` mean over all Q members at ``(z_h, a_h)``."""
     pi_mean: torch.Tensor
-    """``[H, K, B, A]`` deterministic policy actions at ``z_h``."""
+    """``[H, K, B, A]`` deterministic policy actions at ``z_h`` (empty unless asked for)."""
+    final_latent: torch.Tensor | None = None
+    """``[K, B, L]`` the latent ``z_H`` after the last action."""
+    model: Expert | None = None
+    """The expert (frozen; call it under ``torch.no_grad``)."""
+    task: torch.Tensor | None = None
+    """``[B]`` task ids the expert was run with."""
+    extra: Mapping[str, torch.Tensor] = NO_EXTRA
+    """Further tensors a term needs (none by default)."""
 
 
 class StudentRollout(NamedTuple):
@@ -66,6 +82,14 @@ class StudentRollout(NamedTuple):
     """``[H, num_q, K, B]`` global values of every member."""
     latents: torch.Tensor
     """``[H + 1, K, B, N, m]`` latents ``s_0 .. s_H``."""
+    data_latents: torch.Tensor | None = None
+    """``[H + 1, B, N, m]`` latents along the data actions (when a term asked for them)."""
+    model: FactoredStudent | None = None
+    """The student."""
+    cond: StudentConditioning | None = None
+    """Its conditioning on the batch's tasks."""
+    extra: Mapping[str, torch.Tensor] = NO_EXTRA
+    """Further tensors a term needs (none by default)."""
 
 
 @torch.no_grad()
@@ -85,7 +109,7 @@ def expert_rollout(
             pis.append(expert.pi_mean(z, task))
         z = expert.next(z, a, task)
     pi = torch.stack(pis) if with_pi else actions.new_zeros(0)
-    return ExpertRollout(torch.stack(rewards), torch.stack(values), pi)
+    return ExpertRollout(torch.stack(rewards), torch.stack(values), pi, z, expert, task)
 
 
 def student_rollout(
@@ -94,12 +118,19 @@ def student_rollout(
     actions: torch.Tensor,
     task: torch.Tensor,
     cond: StudentConditioning,
+    num_noise_samples: int | None = None,
 ) -> StudentRollout:
-    """Roll ``student`` from ``obs0 [B, obs_dim]`` under ``actions [K, B, H, A]``."""
-    k, horizon = actions.shape[0], actions.shape[2]
-    agent_actions = student.split_actions(actions, task[:, None])  # [K, B, H, N, G]
+    """Roll ``student`` from ``obs0 [B, obs_dim]`` under ``actions [S, B, H, A]``.
+
+    All ``S`` samples run in one batched rollout. With ``num_noise_samples=K < S`` the
+    first ``K`` are the noise samples and sample ``K`` the data actions
+    (``noisy_actions(..., keep_data_action=True)``), returned as ``data_latents``.
+    """
+    k = actions.shape[0] if num_noise_samples is None else num_noise_samples
+    horizon = actions.shape[2]
+    agent_actions = student.split_actions(actions, task[:, None])  # [S, B, H, N, G]
     s = student.encode(obs0, task)
-    s = s.expand(k, *s.shape)
+    s = s.expand(actions.shape[0], *s.shape)
     latents, rewards, values = [s], [], []
     for h in range(horizon):
         a = agent_actions[:, :, h]
@@ -107,4 +138,6 @@ def student_rollout(
         s, r = student.step(s, a, cond)
         rewards.append(r.sum(dim=-1))
         latents.append(s)
-    return StudentRollout(torch.stack(rewards), torch.stack(values), torch.stack(latents))
+    reward, value, latent = torch.stack(rewards), torch.stack(values), torch.stack(latents)
+    data = latent[:, k] if actions.shape[0] > k else None
+    return StudentRollout(reward[:, :k], value[:, :, :k], latent[:, :k], data, student, cond)

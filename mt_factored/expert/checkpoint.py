@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import pickle
 import re
-import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from mt_factored.artifacts.atomic import save_torch
+from mt_factored.errors import MismatchError, MissingError
 from mt_factored.expert.config import ExpertConfig
 from mt_factored.expert.shapes import Q_PREFIX, SIZE_FIELDS, infer_architecture, infer_hint
 
@@ -48,7 +48,7 @@ _TOP_WEIGHT = re.compile(rf"^{_COMPONENT}\.\d+\.weight$")
 _MAX_LISTED = 16
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(MismatchError, RuntimeError):
     """A checkpoint file that cannot be read or is of an unsupported layout."""
 
 
@@ -113,7 +113,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"TD-MPC2 checkpoint {path} does not exist")
+        raise MissingError(f"TD-MPC2 checkpoint {path} does not exist")
     try:
         try:
             obj = torch.load(path, map_location=map_location, weights_only=True)
@@ -303,15 +303,4 @@ def public_state_dict(model: TDMPC2Expert) -> dict[str, Any]:
 
 def save_checkpoint(model: TDMPC2Expert, path: str | Path) -> Path:
     """Atomically writes `{"model": public_state_dict(model)}` to `path`; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save({"model": public_state_dict(model)}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return save_torch({"model": public_state_dict(model)}, path)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mt_factored.artifacts.configs import DictRoundTrip
+from mt_factored.errors import InputError
 from mt_factored.tasks import get_task, get_task_set
 
 # Published multi-task model sizes (millions of parameters -> architecture).
@@ -44,7 +45,7 @@ def normalize_model_size(model_size: int | float | str) -> int:
     except ValueError:
         value = math.nan
     if not value.is_integer() or int(value) not in MODEL_SIZES:
-        raise ValueError(
+        raise InputError(
             f"Unknown TD-MPC2 model size {model_size!r}; published sizes (millions of "
             f"parameters): {', '.join(str(s) for s in MODEL_SIZES)}."
         )
@@ -105,45 +106,45 @@ class ExpertConfig(DictRoundTrip):
         positive = ("obs_dim", "action_dim", "num_tasks", "enc_dim", "mlp_dim", "latent_dim")
         for name in (*positive, "num_enc_layers", "simnorm_dim"):
             if getattr(self, name) < 1:
-                raise ValueError(f"ExpertConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise InputError(f"ExpertConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.task_dim < 0:
-            raise ValueError(f"ExpertConfig.task_dim must be >= 0, got {self.task_dim}")
+            raise InputError(f"ExpertConfig.task_dim must be >= 0, got {self.task_dim}")
         if self.task_dim == 0 and self.num_tasks != 1:
-            raise ValueError(
+            raise InputError(
                 f"task_dim=0 means a single-task model, but num_tasks={self.num_tasks}; "
                 "give the multi-task model a task_dim > 0"
             )
         if self.num_q < 2:
-            raise ValueError(f"num_q must be >= 2 (values average two members), got {self.num_q}")
+            raise InputError(f"num_q must be >= 2 (values average two members), got {self.num_q}")
         if self.num_bins < 2:
-            raise ValueError(f"num_bins must be >= 2, got {self.num_bins}")
+            raise InputError(f"num_bins must be >= 2, got {self.num_bins}")
         if not self.vmin < self.vmax:
-            raise ValueError(f"need vmin < vmax, got {self.vmin}, {self.vmax}")
+            raise InputError(f"need vmin < vmax, got {self.vmin}, {self.vmax}")
         if self.latent_dim % self.simnorm_dim:
-            raise ValueError(
+            raise InputError(
                 f"latent_dim ({self.latent_dim}) must be a multiple of simnorm_dim "
                 f"({self.simnorm_dim})"
             )
         if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
         if not self.log_std_min < self.log_std_max:
-            raise ValueError(
+            raise InputError(
                 f"need log_std_min < log_std_max, got {self.log_std_min}, {self.log_std_max}"
             )
         for name in ("action_dims", "discounts", "task_names"):
             if len(getattr(self, name)) != self.num_tasks:
-                raise ValueError(
+                raise InputError(
                     f"ExpertConfig.{name} has {len(getattr(self, name))} entries for "
                     f"num_tasks={self.num_tasks}"
                 )
         bad = [d for d in self.action_dims if not 1 <= d <= self.action_dim]
         if bad:
-            raise ValueError(f"action_dims must lie in [1, action_dim={self.action_dim}]: {bad}")
+            raise InputError(f"action_dims must lie in [1, action_dim={self.action_dim}]: {bad}")
         bad = [d for d in self.discounts if not 0 < d <= 1]
         if bad:
-            raise ValueError(f"discounts must lie in (0, 1]: {bad}")
+            raise InputError(f"discounts must lie in (0, 1]: {bad}")
         if len(set(self.task_names)) != self.num_tasks:
-            raise ValueError(f"task_names must be unique: {self.task_names}")
+            raise InputError(f"task_names must be unique: {self.task_names}")
 
     @property
     def multitask(self) -> bool:

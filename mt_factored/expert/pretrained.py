@@ -25,14 +25,13 @@ import torch
 from huggingface_hub import ModelCard, ModelCardData
 
 from mt_factored import __version__
+from mt_factored.artifacts.atomic import atomic_write, staged_files
 from mt_factored.artifacts.folder import (
     FORMAT_KEY,
     MODEL_TYPE_KEY,
     WEIGHTS_HASH_KEY,
-    atomic_write,
     config_from_json,
     load_folder_model,
-    staged_files,
     write_weights_and_config,
 )
 from mt_factored.constants import (
@@ -45,6 +44,7 @@ from mt_factored.constants import (
     PIPELINE_TAG,
     WEIGHTS_NAME,
 )
+from mt_factored.errors import InputError
 from mt_factored.expert.config import ExpertConfig
 from mt_factored.expert.model import TDMPC2Expert
 
@@ -79,13 +79,13 @@ def save_expert_pretrained(
         The folder.
     """
     if Path(checkpoint_name).name != checkpoint_name or not checkpoint_name.endswith(".pt"):
-        raise ValueError(
+        raise InputError(
             f"checkpoint_name must be a bare file name ending in .pt, got {checkpoint_name!r}"
         )
     if checkpoint_name in (CONFIG_NAME, WEIGHTS_NAME, MODEL_CARD_NAME):
-        raise ValueError(f"checkpoint_name {checkpoint_name!r} collides with a folder file")
+        raise InputError(f"checkpoint_name {checkpoint_name!r} collides with a folder file")
     folder = Path(folder)
-    with staged_files(folder) as staging:
+    with staged_files(folder, last=CONFIG_NAME) as staging:
         expert.save_checkpoint(staging / checkpoint_name)
         config = {
             FORMAT_KEY: EXPERT_FORMAT_VERSION,

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from mt_factored.artifacts.remote import hub_file
+from mt_factored.errors import InputError, MissingError
 from mt_factored.expert.interface import Expert
 from mt_factored.expert.model import TDMPC2Expert
 from mt_factored.expert.per_task import PerTaskExperts
@@ -25,7 +27,7 @@ PUBLIC_EXPERT_HINT = (
 )
 
 
-class ExpertNotFoundError(FileNotFoundError):
+class ExpertNotFoundError(MissingError):
     """The expert named in a recipe cannot be found locally or in the HF cache."""
 
 
@@ -37,9 +39,10 @@ def parse_hub_spec(spec: str) -> tuple[str, str, str | None]:
         body, revision = body.rsplit("@", 1)
     parts = body.split("/")
     if len(parts) < 3 or not all(parts):
-        raise ValueError(
-            f"bad hub expert spec {spec!r}: expected hub:ORG/NAME/path/in/repo.pt[@revision], "
-            "e.g. hub:nicklashansen/tdmpc2/multitask/mt30-5M.pt"
+        raise InputError(
+            f"bad hub expert spec {spec!r}",
+            "expected hub:ORG/NAME/path/in/repo.pt[@revision], "
+            "e.g. hub:nicklashansen/tdmpc2/multitask/mt30-5M.pt",
         )
     return "/".join(parts[:2]), "/".join(parts[2:]), revision
 
@@ -47,22 +50,18 @@ def parse_hub_spec(spec: str) -> tuple[str, str, str | None]:
 def resolve_checkpoint_path(spec: str) -> Path:
     """Local path of a checkpoint spec (downloading ``hub:`` specs into the HF cache)."""
     if spec.startswith(HUB_PREFIX):
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import LocalEntryNotFoundError
-
         repo_id, filename, revision = parse_hub_spec(spec)
-        try:
-            return Path(hf_hub_download(repo_id=repo_id, filename=filename, revision=revision))
-        except LocalEntryNotFoundError as err:
-            raise ExpertNotFoundError(
-                f"{filename} of {repo_id} is not in the Hugging Face cache and the Hub cannot be "
-                f"reached (offline mode or no network). On a machine with network run "
-                f"`hf download {repo_id} {filename}` (it fills the same cache), "
-                f"or download it and pass expert=/path/to/{Path(filename).name}."
-            ) from err
+        return hub_file(
+            repo_id,
+            filename,
+            revision=revision,
+            error=ExpertNotFoundError,
+            offline_fix=f"on a machine with network run `hf download {repo_id} {filename}` (it "
+            f"fills the same cache), or download it and pass expert=/path/to/{Path(filename).name}",
+        )
     path = Path(spec).expanduser()
     if not path.is_file():
-        raise ExpertNotFoundError(f"expert checkpoint {path} does not exist. {PUBLIC_EXPERT_HINT}")
+        raise ExpertNotFoundError(f"expert checkpoint {path} does not exist", PUBLIC_EXPERT_HINT)
     return path
 
 
@@ -75,11 +74,11 @@ def load_expert(
     """Load the expert a recipe names (see the module docstring for the forms)."""
     if isinstance(spec, Mapping):
         if not spec:
-            raise ValueError("expert mapping is empty: give {task-name: checkpoint, ...}")
+            raise InputError("expert mapping is empty: give {task-name: checkpoint, ...}")
         paths = {task: resolve_checkpoint_path(str(p)) for task, p in spec.items()}
         return PerTaskExperts(paths, task_set=task_set, map_location=map_location)
     if not isinstance(spec, str) or not spec:
-        raise ValueError(f"expert must be a path, a hub: spec or a mapping, got {spec!r}")
+        raise InputError(f"expert must be a path, a hub: spec or a mapping, got {spec!r}")
     path = resolve_checkpoint_path(spec)
     return TDMPC2Expert.from_checkpoint(
         path, task_set=task_set, model_size=model_size, map_location=map_location

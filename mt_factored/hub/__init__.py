@@ -11,7 +11,7 @@ training leaves behind, and the one-commit upload.
   on the folder files of ``mt_factored.artifacts``.
 """
 
-from mt_factored.artifacts.folder import (
+from mt_factored.artifacts import (
     ArtifactFormatError,
     ArtifactNotFoundError,
     NewerFormatWarning,

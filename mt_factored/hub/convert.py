@@ -16,6 +16,7 @@ import torch
 
 from mt_factored.artifacts.folder import MODEL_TYPE_KEY, ArtifactFormatError, read_config
 from mt_factored.constants import CONFIG_NAME
+from mt_factored.errors import MissingError
 from mt_factored.expert import TDMPC2Expert
 from mt_factored.expert.pretrained import (
     CHECKPOINT_KEY,
@@ -55,7 +56,7 @@ def load_for_push(
     if path.is_dir():
         return _load_folder(path)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingError(
             f"checkpoint={spec} does not exist; give a Lightning .ckpt, a saved folder, a "
             "TD-MPC2 .pt or hub:ORG/NAME/file.pt"
         )
@@ -72,7 +73,7 @@ def load_for_push(
 
 def _load_folder(folder: Path) -> PushSource:
     if not (folder / CONFIG_NAME).is_file():
-        raise FileNotFoundError(f"{folder} has no {CONFIG_NAME}: not a saved student or expert")
+        raise MissingError(f"{folder} has no {CONFIG_NAME}: not a saved student or expert")
     data = read_config(folder / CONFIG_NAME)
     kind = data.get(MODEL_TYPE_KEY, STUDENT_MODEL_TYPE)
     if kind == STUDENT_MODEL_TYPE:

@@ -13,8 +13,10 @@ from pathlib import Path
 
 from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi
 
+from mt_factored.errors import MissingError, MtFactoredError
 
-class HubOfflineError(ConnectionError):
+
+class HubOfflineError(MtFactoredError, ConnectionError):
     """A push was asked for while ``HF_HUB_OFFLINE`` is set."""
 
 
@@ -26,14 +28,14 @@ def commit_operations(folder: str | os.PathLike) -> list[CommitOperationAdd]:
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder to upload")
+        raise MissingError(f"{folder} is not a folder to upload")
     files = sorted(
         p
         for p in folder.rglob("*")
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
     if not files:
-        raise FileNotFoundError(f"{folder} has no files to upload")
+        raise MissingError(f"{folder} has no files to upload")
     return [
         CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(), path_or_fileobj=str(p))
         for p in files

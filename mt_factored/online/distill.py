@@ -23,29 +23,33 @@ at the end to 24/6 as `mt_factored.tasks.MultiTaskEnv` pads, the teacher seen th
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from mt_factored.artifacts.configs import plain
 from mt_factored.constants import ACTION, OBS, TASK
-from mt_factored.distill import DistillConfig, distill_losses
+from mt_factored.distill import DistillConfig, distill_losses, log_keys
+from mt_factored.errors import InputError
 from mt_factored.expert.interface import Expert
 from mt_factored.expert.model import TDMPC2Expert
 from mt_factored.expert.per_task import PerTaskExperts
+from mt_factored.online.config import ExpertTrainConfig, OnlineDistillConfig
 from mt_factored.online.replay import EpisodeReplay
+from mt_factored.online.rng import private_rng
 from mt_factored.planning import MPPIPlanner
 from mt_factored.planning.base import MPPIConfig
-from mt_factored.planning.episodes import run_episodes
+from mt_factored.planning.episodes import EpisodeConfig, run_episodes
 from mt_factored.planning.student_adapter import StudentPlanningModel
 from mt_factored.student import FactoredStudent, StudentConfig
+from mt_factored.student.config import StudentSpec
 from mt_factored.tasks import get_task, get_task_set
 
 log = logging.getLogger(__name__)
@@ -54,19 +58,22 @@ STUDENT_DIR = "student"
 """Folder of the student (`FactoredStudent.save_pretrained`) in the run folder."""
 NATIVE = "native"
 """`student_task_set` value: the task alone, in its native observation/action sizes."""
-TRAIN_FIELDS = (
-    "distill_updates",
-    "distill_loss",
-    "distill_reward",
-    "distill_value",
-    "distill_policy",
-    "distill_consistency",
-    "distill_reward_top1",
-    "distill_value_top1",
-    "distill_grad_norm",
-)
-"""Columns added to train.csv (means over the episode's student updates; `distill_reward` /
-`distill_value` are the KL terms, or the MSE terms with `loss.loss: mse`)."""
+
+
+def column(key: str) -> str:
+    """The train.csv column of a key of `distill_losses`: ``loss`` -> ``distill_loss``,
+    ``loss/reward_kl`` -> ``distill_reward_kl``, ``metric/value_top1`` -> ``distill_value_top1``."""
+    return f"distill_{key.rsplit('/', 1)[-1]}"
+
+
+def train_fields(loss: DistillConfig, has_policy_prior: bool = True) -> tuple[str, ...]:
+    """Columns added to train.csv: the update count, then the means over the episode's student
+    updates of the total, of every selected loss term (its name), of the top-1 agreements
+    and of the gradient norm."""
+    keys = log_keys(loss, has_policy_prior)
+    return ("distill_updates", *(column(k) for k in keys), "distill_grad_norm")
+
+
 EVAL_FIELDS = ("student_return", "student_return_std")
 """Columns added to eval.csv, beside the expert's return at the same step."""
 
@@ -78,7 +85,7 @@ _UPDATE_MIX = 1_000_003
 
 
 def build_student_config(
-    task: str, student_task_set: str, sizes: Mapping[str, Any]
+    task: str, student_task_set: str, sizes: StudentSpec | Mapping[str, Any]
 ) -> tuple[StudentConfig, int]:
     """The student's config and the task's id in it.
 
@@ -86,16 +93,16 @@ def build_student_config(
         task: the expert's task name.
         student_task_set: "native" (one task, native sizes, id 0) or the name of a task
             set holding `task` (its padding and ids, e.g. "mt30").
-        sizes: `StudentConfig` size fields (`recipes/model/*.yaml`).
+        sizes: the student's sizes (a :class:`StudentSpec` or its fields).
     """
-    sizes = dict(sizes)
+    sizes = dataclasses.asdict(sizes) if dataclasses.is_dataclass(sizes) else dict(sizes)
     if student_task_set == NATIVE:
         spec = get_task(task)
         sizes.update(obs_dim=spec.obs_dim, action_dim=spec.action_dim)
         return StudentConfig.for_task_set([task], **sizes), 0
     task_set = get_task_set(student_task_set)
     if task not in task_set:
-        raise ValueError(
+        raise InputError(
             f"distill.student_task_set={student_task_set!r} has no task {task!r}; use "
             f"student_task_set={NATIVE} or a task set that holds it"
         )
@@ -118,7 +125,7 @@ def student_batch(
     obs = windows[OBS].transpose(0, 1)
     action = windows[ACTION].transpose(0, 1)
     if obs.shape[-1] > obs_dim or action.shape[-1] > action_dim:
-        raise ValueError(
+        raise InputError(
             f"windows of obs/action sizes {obs.shape[-1]}/{action.shape[-1]} do not fit the "
             f"student's {obs_dim}/{action_dim}"
         )
@@ -130,31 +137,14 @@ def student_batch(
     }
 
 
-@contextmanager
-def private_rng(seed: int) -> Iterator[None]:
-    """Torch's global RNG (CPU and every CUDA device) seeded with `seed` inside the block
-    and restored on exit, so what runs inside neither sees nor moves the caller's stream."""
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
-
-
 def build_online_distiller(
-    cfg: DictConfig, expert: TDMPC2Expert, seed_steps: int, device: torch.device
+    cfg: ExpertTrainConfig, expert: TDMPC2Expert, seed_steps: int, device: torch.device
 ) -> OnlineDistiller | None:
-    """The distiller of an `expert_train` recipe, or None when `distill.enabled` is off
-    (or the recipe has no `distill` block)."""
-    block = cfg.get("distill")
-    if block is None or not block.enabled:
+    """The distiller of an `expert_train` config, or None when `distill.enabled` is off."""
+    if not cfg.distill.enabled:
         return None
     return OnlineDistiller(
-        expert,
-        cfg.task,
-        OmegaConf.to_container(block, resolve=True),
-        seed=int(cfg.seed),
-        seed_steps=seed_steps,
-        device=device,
+        expert, cfg.task, cfg.distill, seed=int(cfg.seed), seed_steps=seed_steps, device=device
     )
 
 
@@ -164,15 +154,12 @@ class OnlineDistiller:
     Args:
         expert: the live single-task expert (the trainer's module; read, never changed).
         task: its task name.
-        cfg: the recipe's `distill` block: start_step, updates_per_step, batch_size, lr,
-            enc_lr_scale, grad_clip_norm, student_task_set, student (sizes), loss
-            (`DistillConfig` fields), eval.
+        cfg: the recipe's `distill` block (:class:`OnlineDistillConfig`).
         seed: the run's seed (the student's streams are derived from it).
         seed_steps: the trainer's seed steps (the default `start_step`).
         device: where the student lives (the expert's device).
     """
 
-    TRAIN_FIELDS = TRAIN_FIELDS
     EVAL_FIELDS = EVAL_FIELDS
     FOLDER = STUDENT_DIR
 
@@ -180,24 +167,24 @@ class OnlineDistiller:
         self,
         expert: TDMPC2Expert,
         task: str,
-        cfg: Mapping[str, Any],
+        cfg: OnlineDistillConfig,
         seed: int,
         seed_steps: int,
         device: torch.device,
     ) -> None:
         self.task, self.device, self.expert = task, device, expert
-        self.cfg = dict(cfg)
-        self.task_set = str(cfg["student_task_set"])
-        self.config, self.task_id = build_student_config(task, self.task_set, cfg["student"])
-        self.distill_config = DistillConfig.from_dict(dict(cfg["loss"]))
-        start = cfg.get("start_step")
+        self.cfg = plain(cfg)  # the settings, for the student's model card
+        self.task_set = str(cfg.student_task_set)
+        self.config, self.task_id = build_student_config(task, self.task_set, cfg.student)
+        self.distill_config = cfg.loss
+        start = cfg.start_step
         self.start_step = seed_steps if start is None else int(start)
-        self.updates_per_step = int(cfg["updates_per_step"])
-        self.batch_size = int(cfg["batch_size"])
-        self.grad_clip_norm = float(cfg["grad_clip_norm"])
-        self.eval_enabled = bool(cfg.get("eval", True))
+        self.updates_per_step = int(cfg.updates_per_step)
+        self.batch_size = int(cfg.batch_size)
+        self.grad_clip_norm = float(cfg.grad_clip_norm)
+        self.eval_enabled = bool(cfg.eval)
         if self.updates_per_step < 1 or self.batch_size < 1:
-            raise ValueError(
+            raise InputError(
                 f"distill.updates_per_step ({self.updates_per_step}) and distill.batch_size "
                 f"({self.batch_size}) must be >= 1"
             )
@@ -211,10 +198,9 @@ class OnlineDistiller:
             if self.task_set == NATIVE
             else PerTaskExperts({task: expert}, self.task_set).to(device)
         )
-        lr = float(cfg["lr"])
-        self.optim = torch.optim.Adam(
-            self.student.param_groups(lr, float(cfg["enc_lr_scale"])), lr=lr
-        )
+        lr = float(cfg.lr)
+        self.optim = torch.optim.Adam(self.student.param_groups(lr, float(cfg.enc_lr_scale)), lr=lr)
+        self.train_fields = train_fields(self.distill_config, self.student.pi_head is not None)
         self.windows_rng = np.random.Generator(np.random.PCG64(self.seed + _WINDOWS_OFFSET))
         self.updates = 0
         self.last_eval = float("nan")
@@ -256,9 +242,7 @@ class OnlineDistiller:
         self.updates += 1
         out = {"distill_grad_norm": float(grad_norm)}
         for key, value in terms.items():
-            # "loss/reward_kl" -> "distill_reward", "metric/value_top1" -> "distill_value_top1"
-            name = key.split("/")[-1].removesuffix("_kl").removesuffix("_mse")
-            out[f"distill_{name}"] = float(value.detach())
+            out[column(key)] = float(value.detach())
         self.last_loss = out["distill_loss"]
         return out
 
@@ -296,11 +280,8 @@ class OnlineDistiller:
                 self.task,
                 self.task_id,
                 self.config.obs_dim,
-                episodes=episodes,
-                seed=seed,
-                device=self.device,
-                eval_mode=True,
-                max_steps=max_steps,
+                EpisodeConfig(episodes=episodes, seed=seed, eval_mode=True, max_steps=max_steps),
+                self.device,
             )
         self.last_eval = stats.mean
         log.info("student eval: %.1f ± %.1f", stats.mean, stats.std)

@@ -25,6 +25,7 @@ from torch import nn
 
 from mt_factored.constants import ACTION, OBS, REWARD
 from mt_factored.expert.model import TDMPC2Expert
+from mt_factored.online.config import LearnerConfig
 
 TaskIds = torch.Tensor | None
 
@@ -61,7 +62,7 @@ def world_model_losses(
     batch: Mapping[str, torch.Tensor],
     task: TaskIds,
     discount: float,
-    cfg: Mapping[str, Any],
+    cfg: LearnerConfig,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """TD-MPC2's model objective on a batch of windows.
 
@@ -79,7 +80,7 @@ def world_model_losses(
     obs, action = batch[OBS], batch[ACTION]
     reward = batch[REWARD].unsqueeze(-1)
     horizon = action.shape[0]
-    weights = _rho_weights(float(cfg["rho"]), horizon, obs)
+    weights = _rho_weights(float(cfg.rho), horizon, obs)
     task_h = None if task is None else task.expand(horizon, -1)
 
     with torch.no_grad():
@@ -108,9 +109,9 @@ def world_model_losses(
         "loss/value": (q_ce.mean(dim=(2, 3)) * weights).sum() / (horizon * q_ce.shape[0]),
     }
     terms["loss"] = (
-        float(cfg["consistency_coef"]) * terms["loss/consistency"]
-        + float(cfg["reward_coef"]) * terms["loss/reward"]
-        + float(cfg["value_coef"]) * terms["loss/value"]
+        float(cfg.consistency_coef) * terms["loss/consistency"]
+        + float(cfg.reward_coef) * terms["loss/reward"]
+        + float(cfg.value_coef) * terms["loss/value"]
     )
     return terms, latents
 
@@ -120,7 +121,7 @@ def policy_loss(
     latents: torch.Tensor,
     task: TaskIds,
     scale: RunningScale,
-    cfg: Mapping[str, Any],
+    cfg: LearnerConfig,
 ) -> dict[str, torch.Tensor]:
     """TD-MPC2's policy objective on detached latents `[H+1, B, L]`.
 
@@ -134,8 +135,8 @@ def policy_loss(
     policy = expert.pi(latents, task_h)
     q = expert.q_avg(latents, policy.action, task_h, detach=True)  # [H+1, B, 1]
     scale.update(q[0])
-    objective = float(cfg["entropy_coef"]) * policy.scaled_entropy + scale(q)
-    weights = _rho_weights(float(cfg["rho"]), steps, q)
+    objective = float(cfg.entropy_coef) * policy.scaled_entropy + scale(q)
+    weights = _rho_weights(float(cfg.rho), steps, q)
     return {
         "loss": (-objective.mean(dim=(1, 2)) * weights).mean(),
         "entropy": policy.entropy.detach().mean(),
@@ -147,20 +148,17 @@ class TDMPC2Learner:
 
     Args:
         expert: the model (its `_target_Qs_params` is the EMA target).
-        cfg: the recipe's `learner` block: lr, enc_lr_scale, pi_eps, grad_clip_norm, rho,
-            consistency_coef, reward_coef, value_coef, entropy_coef, target_tau, scale_tau.
+        cfg: the `learner` settings (:class:`LearnerConfig`).
         task: task id for a multi-task expert, None for a single-task one.
     """
 
-    def __init__(
-        self, expert: TDMPC2Expert, cfg: Mapping[str, Any], task: int | None = None
-    ) -> None:
+    def __init__(self, expert: TDMPC2Expert, cfg: LearnerConfig, task: int | None = None) -> None:
         self.expert, self.cfg, self.task = expert, cfg, task
         groups = expert.parameter_groups()
-        lr = float(cfg["lr"])
+        lr = float(cfg.lr)
         self.optim = torch.optim.Adam(
             [
-                {"params": groups["encoder"], "lr": lr * float(cfg["enc_lr_scale"])},
+                {"params": groups["encoder"], "lr": lr * float(cfg.enc_lr_scale)},
                 {"params": groups["dynamics"]},
                 {"params": groups["reward"]},
                 {"params": groups["q"]},
@@ -169,16 +167,16 @@ class TDMPC2Learner:
             lr=lr,
         )
         self.pi_params = groups["pi"]
-        self.pi_optim = torch.optim.Adam(self.pi_params, lr=lr, eps=float(cfg["pi_eps"]))
+        self.pi_optim = torch.optim.Adam(self.pi_params, lr=lr, eps=float(cfg.pi_eps))
         device = next(expert.parameters()).device
-        self.scale = RunningScale(float(cfg["scale_tau"])).to(device)
+        self.scale = RunningScale(float(cfg.scale_tau)).to(device)
         self.discount = float(expert.discounts[task or 0])
         self.updates = 0
 
     def update(self, batch: Mapping[str, torch.Tensor]) -> dict[str, float]:
         """One model update, one policy update, one target EMA step; returns the terms."""
         cfg, expert = self.cfg, self.expert
-        clip = float(cfg["grad_clip_norm"])
+        clip = float(cfg.grad_clip_norm)
         task = None
         if self.task is not None:
             task = torch.full(
@@ -200,7 +198,7 @@ class TDMPC2Learner:
         # Also drops the policy loss's gradients on the task embedding (pi only steps pi).
         expert.zero_grad(set_to_none=True)
 
-        expert.soft_update_target(float(cfg["target_tau"]))
+        expert.soft_update_target(float(cfg.target_tau))
         expert.eval()
         self.updates += 1
         out = {

@@ -1,10 +1,8 @@
-"""What the online trainer writes besides weights: dataset chunks, CSV logs, atomic saves."""
+"""What the online trainer writes besides weights: dataset chunks and CSV logs."""
 
 from __future__ import annotations
 
 import csv
-import os
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,22 +10,30 @@ from typing import Any
 import numpy as np
 import torch
 
+from mt_factored.artifacts.atomic import atomic_write
 from mt_factored.constants import ACTION, OBS, REWARD, TASK
 from mt_factored.data.chunks import write_chunk
+from mt_factored.errors import InputError
 
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """`torch.save` to a temp file in the same folder, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+TRAIN_CSV, EVAL_CSV = "train.csv", "eval.csv"
+"""The run folder's logs: one row per training episode, one per evaluation."""
+TRAIN_FIELDS = (
+    "step",
+    "episode",
+    "return",
+    "wall_s",
+    "updates",
+    "consistency_loss",
+    "reward_loss",
+    "value_loss",
+    "pi_loss",
+    "pi_scale",
+    "entropy",
+    "grad_norm",
+)
+"""train.csv's columns (the online student's follow, `mt_factored.online.distill.train_fields`)."""
+EVAL_FIELDS = ("step", "episode", "return", "return_std", "episodes", "wall_s")
+"""eval.csv's columns."""
 
 
 class CsvLog:
@@ -43,12 +49,14 @@ class CsvLog:
             return
         with open(self.path, newline="") as f:
             rows = [r for r in csv.DictReader(f) if int(r["episode"]) <= max_episode]
-        tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, self.fields)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, self.path)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, self.fields)
+                writer.writeheader()
+                writer.writerows(rows)
+
+        atomic_write(self.path, write)
 
     def write(self, row: Mapping[str, Any]) -> None:
         """Appends one row (missing fields empty, floats with 6 significant digits)."""
@@ -83,7 +91,7 @@ class ChunkRecorder:
         self, folder: Path, task_id: int, obs_dim: int, action_dim: int, episodes_per_chunk: int
     ) -> None:
         if episodes_per_chunk < 1:
-            raise ValueError(f"episodes_per_chunk must be >= 1, got {episodes_per_chunk}")
+            raise InputError(f"episodes_per_chunk must be >= 1, got {episodes_per_chunk}")
         self.folder, self.task_id = folder, task_id
         self.obs_dim, self.action_dim = obs_dim, action_dim
         self.episodes_per_chunk = episodes_per_chunk
@@ -97,7 +105,7 @@ class ChunkRecorder:
             The chunk written when this episode completes one, else None.
         """
         if obs.shape[1] > self.obs_dim or action.shape[1] > self.action_dim:
-            raise ValueError(
+            raise InputError(
                 f"episode obs/action sizes {obs.shape[1]}/{action.shape[1]} exceed the chunk "
                 f"padding {self.obs_dim}/{self.action_dim}"
             )

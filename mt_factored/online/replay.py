@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from mt_factored.constants import ACTION, OBS, REWARD
+from mt_factored.errors import InputError
 
 
 class EpisodeReplay:
@@ -44,7 +45,7 @@ class EpisodeReplay:
         seed: int = 0,
     ) -> None:
         if capacity < 1 or horizon < 1 or batch_size < 1:
-            raise ValueError(
+            raise InputError(
                 f"capacity ({capacity}), horizon ({horizon}) and batch_size ({batch_size}) "
                 "must be >= 1"
             )
@@ -86,14 +87,14 @@ class EpisodeReplay:
         reward = np.asarray(reward, np.float32).reshape(-1)
         steps = len(action)
         if obs.shape != (steps + 1, self.obs_dim) or action.shape != (steps, self.action_dim):
-            raise ValueError(
+            raise InputError(
                 f"episode shapes obs {obs.shape}, action {action.shape}; expected "
                 f"obs [T+1, {self.obs_dim}], action [T, {self.action_dim}]"
             )
         if reward.shape != (steps,):
-            raise ValueError(f"reward has {reward.shape[0]} entries for {steps} steps")
+            raise InputError(f"reward has {reward.shape[0]} entries for {steps} steps")
         if steps < self.horizon:
-            raise ValueError(f"an episode of {steps} steps is shorter than horizon {self.horizon}")
+            raise InputError(f"an episode of {steps} steps is shorter than horizon {self.horizon}")
         self._grow(self._rows + steps + 1)
         rows = slice(self._rows, self._rows + steps + 1)
         self._obs[rows] = obs
@@ -186,7 +187,7 @@ class EpisodeReplay:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         sizes = tuple(state["sizes"])
         if sizes != (self.obs_dim, self.action_dim, self.horizon):
-            raise ValueError(
+            raise InputError(
                 f"replay state holds (obs_dim, action_dim, horizon) = {sizes}, this buffer "
                 f"has {(self.obs_dim, self.action_dim, self.horizon)}"
             )

@@ -1,16 +1,13 @@
 """Online single-task TD-MPC2 training (TD-MPC2 paper, Appendix A).
 
-`OnlineTrainer`: seed steps of uniform random actions, then MPPI acting (exploration
-mode) with one update per environment step (after pre-training on the seed data), a
-replay buffer of whole episodes, periodic evaluation (MPPI eval mode), dataset chunks
-of every episode in the public format, CSV logs, public checkpoints, and a
-training-state file written atomically at episode boundaries so that re-running the
-same command continues exactly where it stopped. The update rule itself is
-`online_learner.TDMPC2Learner`; chunks and CSVs are `online_records`. With
-`distill.enabled` a factored student is distilled from the expert as it trains
-(`online_distill.OnlineDistiller`, Fac-TDMPC Appendix C.1).
-
-Every number comes from the recipe (`recipes/expert_train.yaml`).
+`OnlineTrainer`: seed steps of uniform random actions, then MPPI acting (exploration mode)
+with one update per environment step (after pre-training on the seed data), a replay buffer
+of whole episodes, periodic evaluation (MPPI eval mode), public-format chunks of every
+episode, CSV logs, public checkpoints, and a training state written atomically at episode
+boundaries so that re-running the same command continues exactly where it stopped. The
+update rule is `learner.TDMPC2Learner`; chunks and CSVs are `records`; with
+`distill.enabled` a student is distilled as the expert trains (`distill.OnlineDistiller`).
+Every number comes from the config (:class:`mt_factored.online.config.ExpertTrainConfig`).
 """
 
 from __future__ import annotations
@@ -26,18 +23,30 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+import yaml
+from omegaconf import DictConfig
 
 from mt_factored import tasks
+from mt_factored.artifacts.atomic import save_torch, write_text
+from mt_factored.artifacts.configs import as_object, plain
 from mt_factored.constants import ACTION, OBS, REWARD
+from mt_factored.errors import InputError, MismatchError
 from mt_factored.expert.model import TDMPC2Expert
-from mt_factored.online.config import build_expert_config, resolve_device
+from mt_factored.online.config import ExpertTrainConfig, build_expert_config, resolve_device
 from mt_factored.online.distill import build_online_distiller
 from mt_factored.online.learner import TDMPC2Learner
-from mt_factored.online.records import ChunkRecorder, CsvLog, atomic_torch_save
+from mt_factored.online.records import (
+    EVAL_CSV,
+    EVAL_FIELDS,
+    TRAIN_CSV,
+    TRAIN_FIELDS,
+    ChunkRecorder,
+    CsvLog,
+)
 from mt_factored.online.replay import EpisodeReplay
-from mt_factored.planning import ExpertPlanningModel, MPPIConfig, MPPIPlanner
-from mt_factored.planning.episodes import run_episodes
+from mt_factored.online.rng import capture_rng, restore_rng
+from mt_factored.planning import ExpertPlanningModel, MPPIPlanner
+from mt_factored.planning.episodes import EpisodeConfig, run_episodes
 
 log = logging.getLogger(__name__)
 
@@ -46,34 +55,17 @@ STATE_NAME = "state.pt"
 """Training-state file in the run folder (optimisers, replay, RNGs, counters)."""
 EXPERT_NAME = "expert.pt"
 """Public-layout checkpoint of the latest weights in the run folder."""
-TRAIN_CSV, EVAL_CSV = "train.csv", "eval.csv"
-TRAIN_FIELDS = (
-    "step",
-    "episode",
-    "return",
-    "wall_s",
-    "updates",
-    "consistency_loss",
-    "reward_loss",
-    "value_loss",
-    "pi_loss",
-    "pi_scale",
-    "entropy",
-    "grad_norm",
-)
-EVAL_FIELDS = ("step", "episode", "return", "return_std", "episodes", "wall_s")
 
 
 class OnlineTrainer:
     """Trains one single-task TD-MPC2 expert online; see the module docstring.
 
     Args:
-        cfg: the composed `expert_train` recipe (task, model_size, model, steps,
-            seed_steps, replay, learner, planning, eval, record, checkpoint, stop,
-            run_dir, export, device, threads, seed).
+        cfg: the `expert_train` config (:class:`ExpertTrainConfig`, or the composed recipe).
     """
 
-    def __init__(self, cfg: DictConfig) -> None:
+    def __init__(self, cfg: ExpertTrainConfig | DictConfig) -> None:
+        cfg = as_object(cfg)
         self.cfg = cfg
         self.run_dir = Path(cfg.run_dir)
         self.device = resolve_device(cfg.device)
@@ -85,7 +77,7 @@ class OnlineTrainer:
             cfg.seed_steps if cfg.seed_steps is not None else max(1000, 5 * self.episode_length)
         )
         if self.seed_steps < self.episode_length:
-            raise ValueError(
+            raise InputError(
                 f"seed_steps ({self.seed_steps}) must cover at least one episode "
                 f"({self.episode_length} steps): updates start from complete episodes"
             )
@@ -108,7 +100,7 @@ class OnlineTrainer:
         self.action_rng = np.random.Generator(np.random.PCG64(int(cfg.seed) + 1))
         self.plan_gen = torch.Generator(device=self.device)
         self.plan_gen.manual_seed(int(cfg.seed) + 2)
-        self.mppi = MPPIConfig(**OmegaConf.to_container(cfg.planning, resolve=True))
+        self.mppi = cfg.planning
         self.planner = MPPIPlanner(
             ExpertPlanningModel(self.expert, generator=self.plan_gen),
             self.mppi,
@@ -124,7 +116,7 @@ class OnlineTrainer:
         )
         train_fields, eval_fields = TRAIN_FIELDS, EVAL_FIELDS
         if self.distiller is not None:  # student columns after the expert's
-            train_fields += self.distiller.TRAIN_FIELDS
+            train_fields += self.distiller.train_fields
             eval_fields += self.distiller.EVAL_FIELDS
         self.train_csv = CsvLog(self.run_dir / TRAIN_CSV, train_fields)
         self.eval_csv = CsvLog(self.run_dir / EVAL_CSV, eval_fields)
@@ -150,14 +142,7 @@ class OnlineTrainer:
         return identity
 
     def state_dict(self) -> dict[str, Any]:
-        rng = {
-            "torch": torch.get_rng_state(),
-            "numpy_actions": self.action_rng.bit_generator.state,
-            "planner": self.plan_gen.get_state(),
-            "env": self.env.task.random.get_state(),
-        }
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
+        rng = capture_rng(self.action_rng, self.plan_gen, self.env.task.random)
         state = {
             "format": STATE_FORMAT_VERSION,
             "identity": self._identity(),
@@ -179,11 +164,11 @@ class OnlineTrainer:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if state.get("format") != STATE_FORMAT_VERSION:
-            raise ValueError(
+            raise MismatchError(
                 f"training state format {state.get('format')} != {STATE_FORMAT_VERSION}"
             )
         if state["identity"] != self._identity():
-            raise ValueError(
+            raise MismatchError(
                 f"{self.run_dir / STATE_NAME} belongs to another run: saved "
                 f"{json.dumps(state['identity'])}, this command {json.dumps(self._identity())}. "
                 "Use another run_dir (or delete that folder to start over)."
@@ -198,20 +183,14 @@ class OnlineTrainer:
         self.recorder.load_state_dict(state["recorder"])
         if self.distiller is not None:
             self.distiller.load_state_dict(state["distill"])
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        self.action_rng.bit_generator.state = rng["numpy_actions"]
-        self.plan_gen.set_state(rng["planner"])
-        self.env.task.random.set_state(rng["env"])
+        restore_rng(state["rng"], self.action_rng, self.plan_gen, self.env.task.random)
         self.train_csv.truncate(self.episode)
         self.eval_csv.truncate(self.episode)
 
     def save(self) -> None:
         """Writes the training state and the public checkpoint (both atomically), and the
         student's folder (<run_dir>/student) when distilling."""
-        atomic_torch_save(self.state_dict(), self.run_dir / STATE_NAME)
+        save_torch(self.state_dict(), self.run_dir / STATE_NAME)
         self.expert.save_checkpoint(self.run_dir / EXPERT_NAME)
         if self.distiller is not None:
             self.distiller.save(self.run_dir / self.distiller.FOLDER, self.step)
@@ -277,18 +256,11 @@ class OnlineTrainer:
             ExpertPlanningModel(self.expert, generator=seed), self.mppi, generator=seed
         )
         self.expert.eval()
-        stats = run_episodes(
-            planner,
-            self.cfg.task,
-            0,
-            self.expert_config.obs_dim,
-            episodes=int(self.cfg.eval.episodes),
-            seed=seed,
-            device=self.device,
-            eval_mode=True,
-            max_steps=self.episode_length,
+        episodes = EpisodeConfig(
+            episodes=int(self.cfg.eval.episodes), seed=seed, max_steps=self.episode_length
         )
-        return stats.returns
+        obs_dim = self.expert_config.obs_dim
+        return run_episodes(planner, self.cfg.task, 0, obs_dim, episodes, self.device).returns
 
     # ---------------------------------------------------------------- loop
     def _eval_due(self, final: bool) -> bool:
@@ -365,7 +337,7 @@ class OnlineTrainer:
         from tqdm.auto import tqdm
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.cfg, self.run_dir / "config.yaml", resolve=True)
+        write_text(self.run_dir / "config.yaml", yaml.safe_dump(plain(self.cfg), sort_keys=False))
         if not self.maybe_resume():  # a fresh run: drop logs of an earlier one in run_dir
             self.train_csv.truncate(0)
             self.eval_csv.truncate(0)

@@ -14,13 +14,16 @@ action vector, so one MPPI serves both.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from mt_factored.artifacts.configs import overrides, partial_config
+from mt_factored.errors import InputError
 
-@dataclass(frozen=True)
+
+@dataclass
 class MPPIConfig:
     """MPPI settings (defaults: TD-MPC2 / Fac-TDMPC Table 2)."""
 
@@ -43,17 +46,30 @@ class MPPIConfig:
 
     def __post_init__(self) -> None:
         if self.iterations < 1 or self.horizon < 1:
-            raise ValueError("MPPI iterations and horizon must be >= 1")
+            raise InputError("MPPI iterations and horizon must be >= 1")
         if not 0 <= self.num_pi_trajs < self.num_samples:
-            raise ValueError(
+            raise InputError(
                 f"num_pi_trajs ({self.num_pi_trajs}) must be in [0, num_samples={self.num_samples})"
             )
         if not 1 <= self.num_elites <= self.num_samples:
-            raise ValueError(
+            raise InputError(
                 f"num_elites ({self.num_elites}) must be in [1, num_samples={self.num_samples}]"
             )
         if not 0 < self.min_std <= self.max_std:
-            raise ValueError(f"need 0 < min_std <= max_std, got {self.min_std}, {self.max_std}")
+            raise InputError(f"need 0 < min_std <= max_std, got {self.min_std}, {self.max_std}")
+
+
+MPPIOverrides = partial_config(
+    MPPIConfig,
+    "MPPIOverrides",
+    """Some MPPI settings on top of another :class:`MPPIConfig` (None: keep its value), e.g. the
+    student's own budget ``{num_samples: 128, iterations: 2, num_elites: 16, num_pi_trajs: 16}``.""",
+)
+
+
+def with_overrides(base: MPPIConfig, changes: Any) -> MPPIConfig:
+    """``base`` with the fields an :data:`MPPIOverrides` (or a mapping) sets."""
+    return replace(base, **overrides(changes))
 
 
 @runtime_checkable

@@ -4,27 +4,68 @@ All episodes of one task run in lock-step, so every control step is ONE planner
 call for all of them (the planner is batched over environments). Latency is
 reported two ways: per batched call, and per single-environment call measured
 apart (the number a robot would see).
+
+How episodes are run is one :class:`EpisodeConfig` (episodes, env seeds, eval mode, episode
+length, latency repeats), shared by every command that plans in dm_control: evaluate,
+robustness, the budget sweep, viz (their top level) and training's evaluation (its ``eval``).
+
+Why this lives in ``planning`` rather than ``analysis``: the training callback (one layer
+above planning, one below analysis) plans episodes too, and both must run them the same way.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from mt_factored import tasks
+from mt_factored.artifacts.atomic import atomic_write
+from mt_factored.errors import InputError
 from mt_factored.planning.mppi import MPPIPlanner
-from mt_factored.tasks import make_env
 
 log = logging.getLogger(__name__)
 
 ActionHook = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 """Maps a batch of native actions ``[envs, action_dim]`` to what is applied (perturbations)."""
+
+
+@dataclass(kw_only=True)
+class EpisodeConfig:
+    """How a model is run in dm_control (every field is a key of the commands' config)."""
+
+    episodes: int = 10
+    """Episodes per task, run in lock-step (env seeds ``seed .. seed + episodes - 1``)."""
+    seed: int = 0
+    """First env seed; also the seed of every planner and of its policy samples."""
+    eval_mode: bool = True
+    """true: act with the planner's mean; false: sample like during data collection."""
+    max_steps: int | None = None
+    """Cut episodes short (null: the task's 500 steps)."""
+    latency_repeats: int = 10
+    """Single-environment planning calls timed per task for the latency columns (0: skip)."""
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1:
+            raise InputError(f"episodes must be >= 1, got {self.episodes}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise InputError(f"max_steps must be >= 1 or null, got {self.max_steps}")
+        if self.latency_repeats < 0:
+            raise InputError(f"latency_repeats must be >= 0, got {self.latency_repeats}")
+
+    @classmethod
+    def of(cls, config: Any) -> EpisodeConfig:
+        """The episode settings of a command's config (a subclass instance or any object
+        with these fields)."""
+        return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})
 
 
 @dataclass
@@ -68,30 +109,32 @@ def run_episodes(
     task: str,
     task_id: int,
     obs_dim: int,
-    episodes: int = 10,
-    seed: int = 0,
+    config: EpisodeConfig | None = None,
     device: torch.device | str = "cpu",
-    eval_mode: bool = True,
-    max_steps: int | None = None,
+    *,
     video_path: str | Path | None = None,
     video_size: tuple[int, int] = (240, 320),
     action_hook: ActionHook | None = None,
     on_step: Callable[[int], None] | None = None,
 ) -> EpisodeStats:
-    """Plan and act in ``episodes`` copies of ``task`` (seeds ``seed + i``) until they end.
+    """Plan and act in ``config.episodes`` copies of ``task`` (seeds ``seed + i``) until they end.
 
     Args:
         planner: a planner over a model whose observation size is ``obs_dim``.
         task, task_id: the task's name and its id in the model's task set.
         obs_dim: the model's observation size (native observations are zero-padded).
-        max_steps: stop earlier than the task's episode length (tests, smoke runs).
+        config: episodes, seed, eval mode and episode length (its ``latency_repeats`` is
+            for :func:`evaluate_tasks`).
+        device: where the model lives.
         video_path: if given, the first episode is rendered to this mp4.
         action_hook: applied to the native actions before stepping (robustness tests).
         on_step: called with the number of finished control steps (progress bars).
     """
-    envs = [make_env(task, seed=seed + i) for i in range(episodes)]
+    config = config or EpisodeConfig()
+    episodes, seed, eval_mode = config.episodes, config.seed, config.eval_mode
+    envs = [tasks.make_env(task, seed=seed + i) for i in range(episodes)]  # dm_control loads here
     action_dim = envs[0].action_dim
-    horizon = envs[0].max_episode_steps if max_steps is None else max_steps
+    horizon = envs[0].max_episode_steps if config.max_steps is None else config.max_steps
     task_ids = torch.full((episodes,), task_id, dtype=torch.long, device=device)
     rng = np.random.default_rng(seed)
     planner.reset()
@@ -147,7 +190,7 @@ def single_env_latency_ms(
     device: torch.device | str = "cpu",
 ) -> float:
     """Mean ms of one planner call for one environment (after one warm-up call)."""
-    env = make_env(task, seed=seed)
+    env = tasks.make_env(task, seed=seed)
     obs = torch.as_tensor(pad_obs(env.reset()[None], obs_dim), device=device)
     task_ids = torch.full((1,), task_id, dtype=torch.long, device=device)
     planner.reset()
@@ -164,36 +207,38 @@ def evaluate_tasks(
     planner: MPPIPlanner,
     task_ids: dict[str, int],
     obs_dim: int,
-    latency_repeats: int = 10,
+    config: EpisodeConfig | None = None,
+    device: torch.device | str = "cpu",
+    *,
     video_dir: str | Path | None = None,
     video_prefix: str = "",
     on_task: Callable[[str], Callable[[int], None] | None] | None = None,
-    **episode_kwargs,
 ) -> dict[str, EpisodeStats]:
-    """:func:`run_episodes` for every task, plus single-env latency when ``latency_repeats > 0``.
+    """:func:`run_episodes` for every task, plus single-env latency when
+    ``config.latency_repeats > 0``.
 
     Args:
         task_ids: task name -> id in the model's task set, in evaluation order.
         video_dir: write ``<video_prefix><task>.mp4`` of each task's first episode there.
         on_task: called with the task name before it runs; may return an ``on_step`` callback.
-        episode_kwargs: ``episodes``, ``seed``, ``device``, ``eval_mode``, ``max_steps``.
     """
+    config = config or EpisodeConfig()
     results = {}
     for task, task_id in task_ids.items():
         video = Path(video_dir) / f"{video_prefix}{task}.mp4" if video_dir is not None else None
         on_step = on_task(task) if on_task is not None else None
         stats = run_episodes(
-            planner, task, task_id, obs_dim, video_path=video, on_step=on_step, **episode_kwargs
+            planner, task, task_id, obs_dim, config, device, video_path=video, on_step=on_step
         )
-        if latency_repeats > 0:
+        if config.latency_repeats > 0:
             stats.plan_ms_single_env = single_env_latency_ms(
                 planner,
                 task,
                 task_id,
                 obs_dim,
-                repeats=latency_repeats,
-                seed=episode_kwargs.get("seed", 0),
-                device=episode_kwargs.get("device", "cpu"),
+                repeats=config.latency_repeats,
+                seed=config.seed,
+                device=device,
             )
         stats.extra["budget"] = (planner.config.num_samples, planner.config.iterations)
         log.info(
@@ -214,11 +259,9 @@ def write_video(path: str | Path, frames: list[np.ndarray], fps: int = 30) -> Pa
     try:
         import imageio.v2 as imageio
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".partial" + path.suffix)
-        imageio.mimsave(tmp, frames, fps=fps)
-        tmp.replace(path)
-        return path
+        return atomic_write(
+            path, lambda tmp: imageio.mimsave(tmp, frames, fps=fps), keep_suffix=True
+        )
     except (ImportError, ValueError, RuntimeError) as err:
         log.warning(
             "could not write %s (%s); install the video extra: pip install -e '.[video]'",

@@ -94,7 +94,7 @@ class MPPIPlanner:
 
     Args:
         model: the world model seen through the agent axis.
-        config: MPPI settings (TD-MPC2 defaults).
+        config: MPPI settings (None: TD-MPC2's defaults).
         generator: a ``torch.Generator`` on the inputs' device, an int seed, or None
             (seeded from torch's global RNG at the first plan).
     """
@@ -102,7 +102,7 @@ class MPPIPlanner:
     def __init__(
         self,
         model: PlanningModel,
-        config: MPPIConfig = MPPIConfig(),  # noqa: B008 (frozen dataclass)
+        config: MPPIConfig | None = None,
         generator: GeneratorLike = None,
     ) -> None:
         if not isinstance(model, PlanningModel):
@@ -111,6 +111,7 @@ class MPPIPlanner:
                 "(num_agents, agent_action_dim, initial_state, action_mask, "
                 "policy_actions, returns, to_env_action)"
             )
+        config = MPPIConfig() if config is None else config
         if not isinstance(config, MPPIConfig):
             raise TypeError(f"config must be an MPPIConfig, got {type(config).__name__}")
         self.model = model

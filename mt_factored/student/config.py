@@ -8,12 +8,14 @@ facts derived from the partitions, never stored.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mt_factored.artifacts.configs import DictRoundTrip
 from mt_factored.constants import MT_ACTION_DIM, MT_OBS_DIM
+from mt_factored.errors import InputError
 from mt_factored.tasks import TaskSet, get_task, get_task_set
 
 Partition = tuple[tuple[int, ...], ...]
@@ -29,36 +31,14 @@ def _as_partition(groups: Iterable[Iterable[int]]) -> Partition:
     return tuple(tuple(int(j) for j in group) for group in groups)
 
 
-@dataclass(frozen=True, kw_only=True)
-class StudentConfig(DictRoundTrip):
-    """Sizes and task facts of a :class:`~mt_factored.student.FactoredStudent` (keyword-only).
+@dataclass(kw_only=True)
+class StudentSizes:
+    """The architecture sizes of a student, the part a recipe chooses (keyword-only)."""
 
-    ``dataclasses.asdict(config)`` is JSON-serialisable; ``StudentConfig.from_dict``
-    (or ``StudentConfig(**d)``: lists are turned back into tuples) reads it back.
-    Build one from a task set with :meth:`for_task_set`.
-    """
-
-    task_names: tuple[str, ...]
-    """Task name per task id (the id is the position)."""
-    action_dims: tuple[int, ...]
-    """Real action entries per task; entries beyond are padding (always 0)."""
-    discounts: tuple[float, ...]
-    """Discount per task (planning returns and nothing else)."""
-    partitions: tuple[Partition, ...] = ()
-    """Per task, its agents as groups of action indices, e.g. walker with 3 agents x 2 joints:
-    ``((0, 1), (2, 3), (4, 5))``. Every real index in exactly one group. Empty: one joint
-    per agent for every task (filled in at construction)."""
-    obs_dim: int = MT_OBS_DIM
-    """Observation size of the encoder (mt30 observations are zero-padded to 24)."""
-    action_dim: int = MT_ACTION_DIM
-    """Size of the environment action vector (mt30 actions are zero-padded to 6)."""
     task_dim: int = 32
     """Width of the task embedding (rows rescaled to norm <= 1 at lookup, as TD-MPC2)."""
     agent_dim: int = 16
     """Width of the agent-index (joint) embedding shared by all tasks."""
-    agent_slots: int = 0
-    """Rows of the agent embedding; 0 = ``num_agents``. :meth:`FactoredStudent.extend_agents`
-    raises it when an embodiment with more agents is added."""
     enc_dim: int = 256
     """Width of the central encoder and of the per-agent latent head."""
     num_enc_layers: int = 2
@@ -85,6 +65,50 @@ class StudentConfig(DictRoundTrip):
     use_policy_prior: bool = True
     """Build the per-agent policy prior (MPPI's policy trajectories need it)."""
 
+
+@dataclass(kw_only=True)
+class StudentSpec(StudentSizes):
+    """A recipe's ``student`` node: the sizes, and the agents of the tasks that do not get one
+    joint per agent. :meth:`build` turns it into the :class:`StudentConfig` of a task set."""
+
+    partitions: dict[str, list[list[int]]] = field(default_factory=dict)
+    """Agents per task as groups of action indices, ``{task-name: [[0, 1], [2, 3], ...]}``;
+    tasks not listed get one joint per agent. ``python -m mt_factored.partition`` proposes
+    them from data, e.g. ``student.partitions={walker-stand: [[0, 3], [1], [2], [4], [5]]}``."""
+
+    def build(self, task_set: Any) -> StudentConfig:
+        """The student config for ``task_set`` (see :meth:`StudentConfig.for_task_set`)."""
+        sizes = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return StudentConfig.for_task_set(task_set, **sizes)
+
+
+@dataclass(kw_only=True)
+class StudentConfig(StudentSizes, DictRoundTrip):
+    """Sizes and task facts of a :class:`~mt_factored.student.FactoredStudent` (keyword-only).
+
+    ``dataclasses.asdict(config)`` is JSON-serialisable; ``StudentConfig.from_dict``
+    (or ``StudentConfig(**d)``: lists are turned back into tuples) reads it back.
+    Build one from a task set with :meth:`for_task_set` (a recipe: :meth:`StudentSpec.build`).
+    """
+
+    task_names: tuple[str, ...]
+    """Task name per task id (the id is the position)."""
+    action_dims: tuple[int, ...]
+    """Real action entries per task; entries beyond are padding (always 0)."""
+    discounts: tuple[float, ...]
+    """Discount per task (planning returns and nothing else)."""
+    partitions: tuple[Partition, ...] = ()
+    """Per task, its agents as groups of action indices, e.g. walker with 3 agents x 2 joints:
+    ``((0, 1), (2, 3), (4, 5))``. Every real index in exactly one group. Empty: one joint
+    per agent for every task (filled in at construction)."""
+    obs_dim: int = MT_OBS_DIM
+    """Observation size of the encoder (mt30 observations are zero-padded to 24)."""
+    action_dim: int = MT_ACTION_DIM
+    """Size of the environment action vector (mt30 actions are zero-padded to 6)."""
+    agent_slots: int = 0
+    """Rows of the agent embedding; 0 = ``num_agents``. :meth:`FactoredStudent.extend_agents`
+    raises it when an embodiment with more agents is added."""
+
     def __post_init__(self) -> None:
         for name in ("task_names", "action_dims", "discounts"):  # JSON gives lists
             object.__setattr__(self, name, tuple(getattr(self, name)))
@@ -97,12 +121,12 @@ class StudentConfig(DictRoundTrip):
     def _validate(self) -> None:
         num_tasks = len(self.task_names)
         if num_tasks < 1:
-            raise ValueError("StudentConfig needs at least one task")
+            raise InputError("StudentConfig needs at least one task")
         if len(set(self.task_names)) != num_tasks:
-            raise ValueError(f"task_names must be unique: {self.task_names}")
+            raise InputError(f"task_names must be unique: {self.task_names}")
         for name in ("action_dims", "discounts", "partitions"):
             if len(getattr(self, name)) != num_tasks:
-                raise ValueError(
+                raise InputError(
                     f"StudentConfig.{name} has {len(getattr(self, name))} entries for "
                     f"{num_tasks} tasks"
                 )
@@ -121,32 +145,32 @@ class StudentConfig(DictRoundTrip):
         )
         for name in positive:
             if getattr(self, name) < 1:
-                raise ValueError(f"StudentConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise InputError(f"StudentConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.latent_dim % self.simnorm_dim:
-            raise ValueError(
+            raise InputError(
                 f"latent_dim ({self.latent_dim}) must be a multiple of simnorm_dim ({self.simnorm_dim})"
             )
         if not self.log_std_min < self.log_std_max:
-            raise ValueError(
+            raise InputError(
                 f"need log_std_min < log_std_max, got {self.log_std_min}, {self.log_std_max}"
             )
         bad = [d for d in self.action_dims if not 1 <= d <= self.action_dim]
         if bad:
-            raise ValueError(f"action_dims must lie in [1, action_dim={self.action_dim}]: {bad}")
+            raise InputError(f"action_dims must lie in [1, action_dim={self.action_dim}]: {bad}")
         bad = [d for d in self.discounts if not 0 < d <= 1]
         if bad:
-            raise ValueError(f"discounts must lie in (0, 1]: {bad}")
+            raise InputError(f"discounts must lie in (0, 1]: {bad}")
         for name, dim, groups in zip(
             self.task_names, self.action_dims, self.partitions, strict=True
         ):
             flat = [j for group in groups for j in group]
             if not groups or any(not group for group in groups) or sorted(flat) != list(range(dim)):
-                raise ValueError(
+                raise InputError(
                     f"partition of task {name!r} must split its action indices 0..{dim - 1} into "
                     f"non-empty groups, each index exactly once; got {groups}"
                 )
         if self.agent_slots and self.agent_slots < self.num_agents:
-            raise ValueError(
+            raise InputError(
                 f"agent_slots ({self.agent_slots}) must be 0 or >= num_agents ({self.num_agents})"
             )
 
@@ -199,7 +223,7 @@ class StudentConfig(DictRoundTrip):
         if isinstance(partitions, Mapping):
             unknown = sorted(set(partitions) - set(names))
             if unknown:
-                raise ValueError(f"partitions name tasks not in the task set: {unknown}")
+                raise InputError(f"partitions name tasks not in the task set: {unknown}")
             default = one_joint_per_agent(action_dims)
             partitions = tuple(
                 _as_partition(partitions[n]) if n in partitions else default[i]

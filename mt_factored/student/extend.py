@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mt_factored.errors import InputError
 from mt_factored.student.config import StudentConfig, one_joint_per_agent
 from mt_factored.student.model import TASK_EMB_INIT_RANGE, FactoredStudent
 from mt_factored.tasks import TaskSpec, UnknownTaskError, get_task
@@ -104,22 +105,22 @@ def extended_config(
             than the student's (that would change the per-agent networks' input size).
     """
     if not new_tasks:
-        raise ValueError("extended_config needs at least one new task")
+        raise InputError("extended_config needs at least one new task")
     names = [spec.name for spec in new_tasks]
     present = sorted(set(names) & set(config.task_names))
     if present or len(set(names)) != len(names):
-        raise ValueError(
+        raise InputError(
             f"cannot add tasks the student already has or twice: {present or names}; "
             "list each new task once"
         )
     partitions = dict(partitions or {})
     unknown = sorted(set(partitions) - set(names))
     if unknown:
-        raise ValueError(f"partitions name tasks that are not being added: {unknown}")
+        raise InputError(f"partitions name tasks that are not being added: {unknown}")
     needed = max([config.obs_dim, *(spec.obs_dim for spec in new_tasks)])
     obs_dim = needed if obs_dim is None else int(obs_dim)
     if obs_dim < needed:
-        raise ValueError(
+        raise InputError(
             f"obs_dim={obs_dim} is too small: the student reads {config.obs_dim} and the new "
             f"tasks need up to {needed} observation entries"
         )
@@ -139,7 +140,7 @@ def extended_config(
         agent_slots=0,
     )
     if grown.agent_action_dim != config.agent_action_dim:
-        raise ValueError(
+        raise InputError(
             f"new agent groups are {grown.agent_action_dim} joints wide but the student's "
             f"per-agent networks take {config.agent_action_dim}; split the new tasks into "
             "groups of at most that many joints (partitions=...)"

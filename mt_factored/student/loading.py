@@ -22,11 +22,8 @@ from typing import Any
 
 import torch
 
-from mt_factored.artifacts.folder import (
-    ArtifactFormatError,
-    ArtifactNotFoundError,
-    load_state_exact,
-)
+from mt_factored.artifacts import ArtifactFormatError, ArtifactNotFoundError
+from mt_factored.artifacts.folder import load_state_exact
 from mt_factored.constants import LAST_CKPT_NAME, STUDENT_HPARAMS_KEY, STUDENT_STATE_PREFIX
 from mt_factored.student.config import StudentConfig
 from mt_factored.student.model import FactoredStudent

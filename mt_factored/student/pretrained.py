@@ -29,17 +29,18 @@ import torch
 from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin
 
 from mt_factored import __version__
+from mt_factored.artifacts.atomic import staged_files
 from mt_factored.artifacts.folder import (
     FORMAT_KEY,
     MODEL_TYPE_KEY,
     WEIGHTS_HASH_KEY,
     config_from_json,
     load_folder_model,
-    staged_files,
     write_weights_and_config,
 )
 from mt_factored.artifacts.provenance import reproduce_markdown
 from mt_factored.constants import (
+    CONFIG_NAME,
     LIBRARY_NAME,
     LICENSE,
     MODEL_CARD_NAME,
@@ -215,7 +216,7 @@ class StudentHubMixin(PyTorchModelHubMixin):
                 "the saved config is the model's own StudentConfig; do not pass config="
             )
         folder = Path(save_directory)
-        with staged_files(folder) as staging:
+        with staged_files(folder, last=CONFIG_NAME) as staging:
             if model_card is not None:  # the mixin keeps a README.md that is already there
                 model_card.save(staging / MODEL_CARD_NAME)
             super().save_pretrained(staging, model_card_kwargs=model_card_kwargs)

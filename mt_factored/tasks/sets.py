@@ -8,6 +8,7 @@ the stock suite lacks go into `mt_factored.tasks.custom` (with `custom=True` her
 
 from __future__ import annotations
 
+from mt_factored.errors import InputError
 from mt_factored.tasks.spec import TaskSet, TaskSpec, UnknownTaskError, task_spec
 
 # Observation layouts, (key, flattened size) in dm_control's dict order, shared by a domain.
@@ -91,7 +92,7 @@ def get_task_set(name: str) -> TaskSet:
     try:
         return TASK_SETS[name]
     except KeyError:
-        raise ValueError(
+        raise InputError(
             f"Unknown task set {name!r}; known task sets: {', '.join(TASK_SETS)}."
         ) from None
 

@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 
 import torch
 
+from mt_factored.errors import InputError
+
 # Domain names of the task-name prefix that differ from the dm_control domain name.
 DOMAIN_ALIASES: dict[str, str] = {"cup": "ball_in_cup", "pointmass": "point_mass"}
 
 
-class UnknownTaskError(ValueError):
+class UnknownTaskError(InputError):
     """A task name that is not in the task set; the message lists close matches."""
 
     def __init__(self, name: str, known: Iterable[str], where: str = "") -> None:

@@ -1,7 +1,9 @@
-"""Build the pieces of a distillation run from a composed Hydra config.
+"""Build the pieces of a distillation run from its typed config (:class:`TrainConfig`).
 
 Every number comes from the recipe; this module only wires objects together and
-turns missing inputs into errors that say what to run.
+turns missing inputs into errors that say what to run. The order of the builders is the
+order of the run (it fixes what torch's seeded RNG draws first): task set, expert, data,
+module, evaluation callback, trainer.
 """
 
 from __future__ import annotations
@@ -12,32 +14,31 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch import loggers
 from lightning.pytorch.callbacks import ModelCheckpoint
-from omegaconf import DictConfig, OmegaConf
 
+from mt_factored.artifacts.configs import overrides, plain
 from mt_factored.constants import LAST_CKPT_NAME
 from mt_factored.data import WindowDataModule
+from mt_factored.errors import MissingError
 from mt_factored.expert.interface import Expert
 from mt_factored.expert.resolve import load_expert
-from mt_factored.planning.base import MPPIConfig
+from mt_factored.planning.base import MPPIConfig, with_overrides
 from mt_factored.planning.report import comparison_table
 from mt_factored.student import StudentConfig
 from mt_factored.tasks import TaskSet, get_task_set
 from mt_factored.training.callbacks import PlanningEvalCallback
+from mt_factored.training.config import TrainConfig
 from mt_factored.training.module import DistillModule
 
 log = logging.getLogger(__name__)
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(MissingError):
     """The recipe's ``data`` does not exist."""
 
 
-def to_container(node: Any) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
-
-
-def build_task_set(cfg: DictConfig) -> tuple[TaskSet, list[str]]:
+def build_task_set(cfg: TrainConfig) -> tuple[TaskSet, list[str]]:
     """The model's task set and the names of the tasks trained on."""
     task_set = get_task_set(cfg.task_set)
     tasks = list(cfg.tasks) if cfg.tasks else list(task_set.names)
@@ -46,10 +47,8 @@ def build_task_set(cfg: DictConfig) -> tuple[TaskSet, list[str]]:
     return task_set, tasks
 
 
-def build_expert(cfg: DictConfig) -> Expert:
-    return load_expert(
-        to_container(cfg.expert), task_set=cfg.task_set, model_size=cfg.expert_model_size
-    )
+def build_expert(cfg: TrainConfig) -> Expert:
+    return load_expert(cfg.expert, task_set=cfg.task_set, model_size=cfg.expert_model_size)
 
 
 def resolve_data_source(data: Any, task_set: str) -> Any:
@@ -58,22 +57,23 @@ def resolve_data_source(data: Any, task_set: str) -> Any:
     missing = [s for s in sources if not Path(s).exists()]
     if missing:
         raise DatasetNotFoundError(
-            f"dataset {', '.join(map(str, missing))} not found. Prepare the public data with "
-            f"`python -m mt_factored.data prepare source=hub task_set={task_set} out={sources[0]}` "
-            "(downloads nicklashansen/tdmpc2 (dataset repo) mt30/chunk_*.pt into the HF cache), or "
-            "point data= at a dir of official chunk_*.pt files."
+            f"dataset {', '.join(map(str, missing))} not found",
+            f"prepare the public data with `python -m mt_factored.data prepare source=hub "
+            f"task_set={task_set} out={sources[0]}` (downloads nicklashansen/tdmpc2 (dataset "
+            "repo) mt30/chunk_*.pt into the HF cache), or point data= at a dir of official "
+            "chunk_*.pt files",
         )
     return data if isinstance(data, str) else sources
 
 
-def build_datamodule(cfg: DictConfig, task_set: TaskSet, tasks: list[str]) -> WindowDataModule:
+def build_datamodule(cfg: TrainConfig, task_set: TaskSet, tasks: list[str]) -> WindowDataModule:
     loader = cfg.loader
     task_ids = None if len(tasks) == len(task_set) else [task_set.index(t) for t in tasks]
-    weights = to_container(loader.task_weights)
-    if weights is not None:
-        weights = {task_set.index(name): float(w) for name, w in weights.items()}
+    weights = None
+    if loader.task_weights:
+        weights = {task_set.index(name): float(w) for name, w in loader.task_weights.items()}
     return WindowDataModule(
-        resolve_data_source(to_container(cfg.data), cfg.task_set),
+        resolve_data_source(cfg.data, cfg.task_set),
         batch_size=loader.batch_size,
         horizon=loader.horizon,
         seed=cfg.seed,
@@ -83,23 +83,21 @@ def build_datamodule(cfg: DictConfig, task_set: TaskSet, tasks: list[str]) -> Wi
     )
 
 
-def build_student_config(cfg: DictConfig, task_set: TaskSet) -> StudentConfig:
-    return StudentConfig.for_task_set(task_set, **to_container(cfg.student))
+def build_student_config(cfg: TrainConfig, task_set: TaskSet) -> StudentConfig:
+    return cfg.student.build(task_set)
 
 
-def build_module(cfg: DictConfig, task_set: TaskSet, expert: Expert | None) -> DistillModule:
+def build_module(cfg: TrainConfig, task_set: TaskSet, expert: Expert | None) -> DistillModule:
     return DistillModule(
-        student=dataclasses.asdict(build_student_config(cfg, task_set)),
-        distill=to_container(cfg.distill),
-        optim=to_container(cfg.optim),
+        student=build_student_config(cfg, task_set).to_dict(),
+        distill=cfg.distill.to_dict(),
+        optim=dataclasses.asdict(cfg.optim),
         seed=cfg.seed,
         expert=expert,
     )
 
 
-def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
-    from lightning.pytorch import loggers
-
+def build_loggers(cfg: TrainConfig, run_dir: Path) -> list:
     out = []
     if cfg.logger.csv:
         # A new version_N folder per (re)start: Lightning's CSV writer deletes an existing
@@ -107,63 +105,58 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
         out.append(loggers.CSVLogger(run_dir / "logs", name="csv"))
     if cfg.logger.tensorboard:
         out.append(loggers.TensorBoardLogger(run_dir / "logs", name="tensorboard", version=""))
-    if cfg.logger.wandb:
-        wandb_cfg = to_container(cfg.logger.wandb)
+    if cfg.logger.wandb is not None:
         out.append(
             loggers.WandbLogger(
-                name=cfg.name, save_dir=str(run_dir / "logs"), config=to_container(cfg), **wandb_cfg
+                name=cfg.name,
+                save_dir=str(run_dir / "logs"),
+                config=plain(cfg),
+                **dataclasses.asdict(cfg.logger.wandb),
             )
         )
     return out
 
 
-def student_planning_config(cfg: DictConfig) -> MPPIConfig | None:
+def student_planning_config(cfg: TrainConfig) -> MPPIConfig | None:
     """The student's MPPI settings: ``planning`` with ``eval.student_planning`` on top (None
-    when that is empty: the student plans like the expert)."""
-    overrides = to_container(cfg.eval.get("student_planning")) or {}
-    if not overrides:
+    when that sets nothing: the student plans like the expert)."""
+    if not overrides(cfg.eval.student_planning):
         return None
-    return MPPIConfig(**{**to_container(cfg.planning), **overrides})
+    return with_overrides(cfg.planning, cfg.eval.student_planning)
 
 
 def build_eval_callback(
-    cfg: DictConfig, task_set: TaskSet, tasks: list[str]
+    cfg: TrainConfig, task_set: TaskSet, tasks: list[str]
 ) -> PlanningEvalCallback:
     eval_tasks = list(cfg.eval.tasks) if cfg.eval.tasks else tasks
     return PlanningEvalCallback(
         tasks=eval_tasks,
         task_ids=[task_set.index(t) for t in eval_tasks],
         obs_dim=task_set.max_obs_dim,
-        planning=MPPIConfig(**to_container(cfg.planning)),
+        planning=cfg.planning,
+        evaluation=cfg.eval,
         student_planning=student_planning_config(cfg),
-        every_n_steps=cfg.eval.every_n_steps,
-        at_end=cfg.eval.at_end,
-        episodes=cfg.eval.episodes,
-        max_steps=cfg.eval.max_steps,
-        compare_expert=cfg.eval.compare_expert,
-        seed=cfg.eval.seed,
-        latency_repeats=cfg.eval.latency_repeats,
     )
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list) -> L.Trainer:
+def build_trainer(cfg: TrainConfig, run_dir: Path, callbacks: list) -> L.Trainer:
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="step{step:08d}",
         auto_insert_metric_name=False,
         every_n_train_steps=cfg.checkpoint.every_n_steps,
-        save_top_k=-1 if cfg.checkpoint.get("keep_all", False) else 1,
+        save_top_k=-1 if cfg.checkpoint.keep_all else 1,
         save_last=True,
     )
     return L.Trainer(
         default_root_dir=run_dir,
         logger=build_loggers(cfg, run_dir) or False,
         callbacks=[checkpoint, *callbacks],
-        **to_container(cfg.trainer),
+        **dataclasses.asdict(cfg.trainer),
     )
 
 
-def resolve_resume(cfg: DictConfig, run_dir: Path) -> str | None:
+def resolve_resume(cfg: TrainConfig, run_dir: Path) -> str | None:
     """Checkpoint to resume from: ``resume=auto`` picks ``<run_dir>/checkpoints/last.ckpt``."""
     resume = cfg.resume
     if resume in (None, "never", False):
@@ -173,12 +166,12 @@ def resolve_resume(cfg: DictConfig, run_dir: Path) -> str | None:
         return str(last) if last.is_file() else None
     path = Path(resume)
     if not path.is_file():
-        raise FileNotFoundError(f"resume={resume}: no such checkpoint (use resume=auto or never)")
+        raise MissingError(f"resume={resume}: no such checkpoint", "use resume=auto or never")
     return str(path)
 
 
 def fit_and_report(
-    cfg: DictConfig,
+    cfg: TrainConfig,
     run_dir: Path,
     module: L.LightningModule,
     datamodule: L.LightningDataModule,

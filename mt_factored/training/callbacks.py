@@ -9,16 +9,22 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
 from mt_factored.planning.base import MPPIConfig
-from mt_factored.planning.episodes import EpisodeStats, evaluate_tasks, single_env_latency_ms
+from mt_factored.planning.episodes import (
+    EpisodeConfig,
+    EpisodeStats,
+    evaluate_tasks,
+    single_env_latency_ms,
+)
 from mt_factored.planning.expert_adapter import ExpertPlanningModel
 from mt_factored.planning.mppi import MPPIPlanner
 from mt_factored.planning.student_adapter import StudentPlanningModel
+from mt_factored.training.config import TrainEvalConfig
 
 log = logging.getLogger(__name__)
 
 
 class PlanningEvalCallback(L.Callback):
-    """Every ``every_n_steps`` optimizer steps (and at the end if ``at_end``), plan with the student in
+    """Every ``eval.every_n_steps`` optimizer steps (and at the end with ``eval.at_end``), plan with the student in
     dm_control and log ``eval/<task>/student_return``; the expert is evaluated once on the
     same seeds (``eval/<task>/expert_return``) so the ratio is visible while training.
 
@@ -37,13 +43,7 @@ class PlanningEvalCallback(L.Callback):
         task_ids: Sequence[int],
         obs_dim: int,
         planning: MPPIConfig,
-        every_n_steps: int = 5000,
-        at_end: bool = True,
-        episodes: int = 10,
-        max_steps: int | None = None,
-        compare_expert: bool = True,
-        seed: int = 0,
-        latency_repeats: int = 10,
+        evaluation: TrainEvalConfig | None = None,
         student_planning: MPPIConfig | None = None,
     ) -> None:
         super().__init__()
@@ -51,10 +51,8 @@ class PlanningEvalCallback(L.Callback):
             raise ValueError("tasks and task_ids must have the same length")
         self.tasks, self.task_ids = list(tasks), list(task_ids)
         self.obs_dim, self.planning = obs_dim, planning
-        self.at_end = at_end
-        self.every_n_steps, self.episodes, self.max_steps = every_n_steps, episodes, max_steps
-        self.compare_expert, self.seed = compare_expert, seed
-        self.latency_repeats = latency_repeats
+        self.evaluation = evaluation or TrainEvalConfig()
+        self.episodes = EpisodeConfig.of(self.evaluation)
         self.student_planning = student_planning or planning
         self.expert_results: dict[str, EpisodeStats] = {}
         self.last_results: dict[str, EpisodeStats] = {}
@@ -65,11 +63,8 @@ class PlanningEvalCallback(L.Callback):
             planner,
             dict(zip(self.tasks, self.task_ids, strict=True)),
             self.obs_dim,
-            latency_repeats=self.latency_repeats,
-            episodes=self.episodes,
-            seed=self.seed,
-            device=device,
-            max_steps=self.max_steps,
+            self.episodes,
+            device,
         )
 
     @rank_zero_only
@@ -82,10 +77,14 @@ class PlanningEvalCallback(L.Callback):
         pl_module.eval()
         try:
             student_model = StudentPlanningModel(pl_module.student)
-            student_planner = MPPIPlanner(student_model, self.student_planning, generator=self.seed)
+            student_planner = MPPIPlanner(
+                student_model, self.student_planning, generator=self.episodes.seed
+            )
             self.last_results = self._evaluate(student_planner, pl_module.device)
-            if self.student_planning != self.planning and self.latency_repeats > 0:
-                at_expert_budget = MPPIPlanner(student_model, self.planning, generator=self.seed)
+            if self.student_planning != self.planning and self.episodes.latency_repeats > 0:
+                at_expert_budget = MPPIPlanner(
+                    student_model, self.planning, generator=self.episodes.seed
+                )
                 for task, task_id in zip(self.tasks, self.task_ids, strict=True):
                     self.last_results[task].extra["plan_ms_at_expert_budget"] = (
                         single_env_latency_ms(
@@ -93,14 +92,16 @@ class PlanningEvalCallback(L.Callback):
                             task,
                             task_id,
                             self.obs_dim,
-                            repeats=self.latency_repeats,
-                            seed=self.seed,
+                            repeats=self.episodes.latency_repeats,
+                            seed=self.episodes.seed,
                             device=pl_module.device,
                         )
                     )
-            if self.compare_expert and not self.expert_results:
+            if self.evaluation.compare_expert and not self.expert_results:
                 expert_planner = MPPIPlanner(
-                    ExpertPlanningModel(pl_module.expert), self.planning, generator=self.seed
+                    ExpertPlanningModel(pl_module.expert),
+                    self.planning,
+                    generator=self.episodes.seed,
                 )
                 self.expert_results = self._evaluate(expert_planner, pl_module.device)
         finally:
@@ -130,9 +131,10 @@ class PlanningEvalCallback(L.Callback):
         self._run(trainer, pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0:
+        every = self.evaluation.every_n_steps
+        if every > 0 and trainer.global_step % every == 0:
             self._run(trainer, pl_module)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        if self.at_end:
+        if self.evaluation.at_end:
             self._run(trainer, pl_module)

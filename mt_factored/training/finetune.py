@@ -29,13 +29,16 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from mt_factored.artifacts.folder import ArtifactNotFoundError
+from mt_factored.artifacts import ArtifactNotFoundError
+from mt_factored.artifacts.configs import as_object
 from mt_factored.constants import ACTION, OBS, TASK
+from mt_factored.errors import InputError
 from mt_factored.expert.resolve import load_expert
 from mt_factored.student import FactoredStudent, StudentConfig, load_student
 from mt_factored.student.extend import extend_student, freeze_shared, trainable_parameters
 from mt_factored.tasks import TaskSet, get_task
 from mt_factored.training import build
+from mt_factored.training.config import FinetuneConfig
 from mt_factored.training.module import DistillModule
 
 log = logging.getLogger(__name__)
@@ -59,7 +62,9 @@ def student_task_set(config: StudentConfig) -> TaskSet:
     return TaskSet("student", tuple(get_task(name) for name in config.task_names))
 
 
-def prepare_student(cfg: DictConfig, new_tasks: list[str]) -> tuple[FactoredStudent, StudentConfig]:
+def prepare_student(
+    cfg: FinetuneConfig, new_tasks: list[str]
+) -> tuple[FactoredStudent, StudentConfig]:
     """The student to train and the config of what was pretrained (for freezing).
 
     Pretrained (or, with ``pretrained=null``, a fresh student over ``base_task_set`` with the
@@ -68,8 +73,7 @@ def prepare_student(cfg: DictConfig, new_tasks: list[str]) -> tuple[FactoredStud
     if cfg.pretrained:
         base = load_pretrained(cfg.pretrained)
     else:
-        sizes = build.to_container(cfg.student)
-        base = FactoredStudent(StudentConfig.for_task_set(cfg.base_task_set, **sizes))
+        base = FactoredStudent(cfg.student.build(cfg.base_task_set))
     missing = [t for t in new_tasks if t not in base.config.task_names]
     student = base
     if missing:
@@ -103,7 +107,7 @@ class BatchAdapter:
         task = self.task_map[batch[TASK].long()]
         if (task < 0).any():
             bad = sorted({self.data_names[i] for i in batch[TASK][task < 0].tolist()})
-            raise ValueError(f"the data holds tasks the student does not have: {bad}")
+            raise InputError(f"the data holds tasks the student does not have: {bad}")
         return {
             **batch,
             TASK: task,
@@ -128,10 +132,9 @@ class FinetuneModule(DistillModule):
 
 def expert_spec(expert: Any, tasks: list[str]) -> Mapping[str, str]:
     """``{task: checkpoint}``; a single path is accepted for a single task."""
-    expert = build.to_container(expert)
     if isinstance(expert, str):
         if len(tasks) != 1:
-            raise ValueError(
+            raise InputError(
                 f"expert={expert!r} is one checkpoint for {len(tasks)} tasks; give "
                 "expert={task: checkpoint, ...} (one single-task expert per task)"
             )
@@ -140,24 +143,25 @@ def expert_spec(expert: Any, tasks: list[str]) -> Mapping[str, str]:
 
 
 # ----------------------------------------------------------------------------- run
-def run_finetune(cfg: DictConfig) -> dict:
+def run_finetune(cfg: DictConfig | FinetuneConfig) -> dict:
     """Finetune as ``cfg`` says; returns the last evaluation results (student, expert)."""
+    cfg = as_object(cfg)
     L.seed_everything(cfg.seed, workers=True)
     run_dir = Path(cfg.run_dir)
     data_set, tasks = build.build_task_set(cfg)  # ids of the data; unknown names fail here
     student, pretrained = prepare_student(cfg, tasks)
     task_set = student_task_set(student.config)
     if student.config.obs_dim != task_set.max_obs_dim:
-        raise ValueError(
+        raise InputError(
             f"the student reads {student.config.obs_dim} observation entries but its widest "
             f"task has {task_set.max_obs_dim}; evaluation pads observations to the latter"
         )
     expert = load_expert(expert_spec(cfg.expert, tasks), task_set=task_set)
     datamodule = build.build_datamodule(cfg, data_set, tasks)
     module = FinetuneModule(
-        student=dataclasses.asdict(student.config),
-        distill=build.to_container(cfg.distill),
-        optim=build.to_container(cfg.optim),
+        student=student.config.to_dict(),
+        distill=cfg.distill.to_dict(),
+        optim=dataclasses.asdict(cfg.optim),
         seed=cfg.seed,
         expert=expert,
     )
@@ -167,7 +171,7 @@ def run_finetune(cfg: DictConfig) -> dict:
         if cfg.from_scratch or not cfg.pretrained:
             log.warning("freeze_shared ignored: a student trained from scratch has nothing to keep")
         elif float(cfg.optim.weight_decay):
-            raise ValueError(
+            raise InputError(
                 "freeze_shared with optim.weight_decay > 0 would still decay the frozen "
                 "embedding rows; set optim.weight_decay=0"
             )

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from mt_factored.errors import InputError
 from mt_factored.planning.base import MPPIConfig
 
 
@@ -38,7 +39,7 @@ class Budget:
         for name in ("num_samples", "iterations"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Budget.{name} must be an int >= 1, got {value!r}")
+                raise InputError(f"Budget.{name} must be an int >= 1, got {value!r}")
 
     @property
     def label(self) -> str:
@@ -50,7 +51,7 @@ class Budget:
         """Inverse of :attr:`label`."""
         samples, sep, iterations = label.partition("x")
         if not sep or not samples.isdigit() or not iterations.isdigit():
-            raise ValueError(f"bad budget label {label!r}: expected '<samples>x<iterations>'")
+            raise InputError(f"bad budget label {label!r}: expected '<samples>x<iterations>'")
         return cls(int(samples), int(iterations))
 
 
@@ -61,16 +62,16 @@ def budget_cost(budget: Budget) -> tuple[int, int, int]:
 
 def _positive_ints(name: str, values: Any) -> list[int]:
     if isinstance(values, str | int) or not isinstance(values, Iterable):
-        raise ValueError(f"grid.{name} must be a list of ints >= 1, e.g. [32, 64], got {values!r}")
+        raise InputError(f"grid.{name} must be a list of ints >= 1, e.g. [32, 64], got {values!r}")
     values = list(values)
     if not values:
-        raise ValueError(f"grid.{name} is empty: give at least one value")
+        raise InputError(f"grid.{name} is empty: give at least one value")
     bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 1]
     if bad:
-        raise ValueError(f"grid.{name} must hold ints >= 1; bad entries: {bad}")
+        raise InputError(f"grid.{name} must hold ints >= 1; bad entries: {bad}")
     dupes = sorted({v for v in values if values.count(v) > 1})
     if dupes:
-        raise ValueError(f"grid.{name} repeats {dupes}; list each value once")
+        raise InputError(f"grid.{name} repeats {dupes}; list each value once")
     return sorted(values)
 
 
@@ -86,7 +87,7 @@ def build_grid(num_samples: Sequence[int], iterations: Sequence[int]) -> list[Bu
     return sorted((Budget(s, i) for s in samples for i in iters), key=budget_cost)
 
 
-@dataclass(frozen=True)
+@dataclass
 class BudgetScaling:
     """How elites and policy trajectories follow the samples of a budget.
 
@@ -107,11 +108,11 @@ class BudgetScaling:
 
     def __post_init__(self) -> None:
         if not 0 < self.elite_fraction <= 1:
-            raise ValueError(f"elite_fraction must be in (0, 1], got {self.elite_fraction}")
+            raise InputError(f"elite_fraction must be in (0, 1], got {self.elite_fraction}")
         if not 0 <= self.pi_fraction < 1:
-            raise ValueError(f"pi_fraction must be in [0, 1), got {self.pi_fraction}")
+            raise InputError(f"pi_fraction must be in [0, 1), got {self.pi_fraction}")
         if self.min_elites < 1 or self.max_pi_trajs < 0:
-            raise ValueError(
+            raise InputError(
                 f"need min_elites >= 1 and max_pi_trajs >= 0, got {self.min_elites}, "
                 f"{self.max_pi_trajs}"
             )
@@ -119,8 +120,8 @@ class BudgetScaling:
 
 def budget_config(
     budget: Budget,
-    base: MPPIConfig = MPPIConfig(),  # noqa: B008 (frozen dataclass)
-    scaling: BudgetScaling = BudgetScaling(),  # noqa: B008 (frozen dataclass)
+    base: MPPIConfig | None = None,
+    scaling: BudgetScaling | None = None,
     policy_prior: bool = True,
 ) -> MPPIConfig:
     """``base`` with the budget's samples and iterations and the scaled elites / policy trajectories.
@@ -131,8 +132,10 @@ def budget_config(
         scaling: elites and policy trajectories per sample count.
         policy_prior: False for a model without a policy prior (no policy trajectories).
     """
+    base = MPPIConfig() if base is None else base
+    scaling = BudgetScaling() if scaling is None else scaling
     if budget.num_samples < scaling.min_elites:
-        raise ValueError(
+        raise InputError(
             f"budget {budget.label}: {budget.num_samples} samples is fewer than min_elites="
             f"{scaling.min_elites}; use at least {scaling.min_elites} samples"
         )

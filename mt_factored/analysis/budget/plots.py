@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from mt_factored.analysis.budget.grid import Budget
+from mt_factored.analysis.figures import save_figure
 
 MEAN = "mean"
 """Panel name of the task average."""
@@ -38,17 +38,10 @@ def _pyplot():
 
 def _save(fig, path: str | os.PathLike) -> Path:
     """Save as PNG through a temp file in the same folder, then close the figure."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
+        return save_figure(fig, path, dpi=120, bbox_inches="tight")
     finally:
-        Path(tmp).unlink(missing_ok=True)
         _pyplot().close(fig)
-    return path
 
 
 def panel_points(

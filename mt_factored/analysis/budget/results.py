@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from mt_factored.analysis.budget.grid import Budget
+from mt_factored.artifacts.atomic import write_json
+from mt_factored.errors import MismatchError
 
 SWEEP_FORMAT_VERSION = 1
 
 
-class SweepMismatchError(ValueError):
+class SweepMismatchError(MismatchError):
     """The results file was written by a sweep with other settings; resuming would mix them."""
 
 
@@ -101,18 +102,4 @@ class SweepFile:
 
     def write(self) -> None:
         """Atomically replace the file (temp file in the same folder, then rename)."""
-        write_json_atomic(self.path, self.data)
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
-    """Write ``data`` as indented JSON through a temp file in the same folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        write_json(self.path, self.data)

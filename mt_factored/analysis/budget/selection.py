@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mt_factored.analysis.budget.grid import Budget, budget_cost
+from mt_factored.errors import InputError
 
 
 def keeps_return(value: float, reference: float, fraction: float) -> bool:
@@ -38,9 +39,9 @@ def smallest_budget(
         ValueError: ``reference`` has no return, or ``fraction`` is out of range.
     """
     if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        raise InputError(f"fraction must be in (0, 1], got {fraction}")
     if reference not in returns:
-        raise ValueError(
+        raise InputError(
             f"no return at the reference budget {reference.label}; "
             f"budgets given: {[b.label for b in sorted(returns, key=budget_cost)]}"
         )
@@ -76,7 +77,7 @@ def select_budgets(
         every task. None where no budget cheaper than the reference qualifies.
     """
     if not returns:
-        raise ValueError("select_budgets needs the returns of at least one task")
+        raise InputError("select_budgets needs the returns of at least one task")
     out: dict[str, Budget | None] = {}
     qualifying: list[set[Budget]] = []
     for task, by_budget in returns.items():
@@ -116,7 +117,7 @@ def selection_summary(
                 by_task[task][Budget.parse(label)] = cell
     missing = [t for t in tasks if reference not in by_task[t]]
     if missing:
-        raise ValueError(
+        raise InputError(
             f"no result at the reference budget {reference.label} for {missing}; run those "
             "cells first (the sweep's grid must include the reference budget)"
         )

@@ -22,37 +22,34 @@ from dataclasses import asdict
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mt_factored.analysis.budget.grid import Budget, BudgetScaling, budget_config, build_grid
+from mt_factored.analysis.budget.grid import Budget, budget_config, build_grid
 from mt_factored.analysis.budget.plots import plot_return_grid, plot_return_vs_latency
 from mt_factored.analysis.budget.results import SweepFile
 from mt_factored.analysis.budget.selection import selection_summary
+from mt_factored.analysis.config import BudgetSweepConfig
 from mt_factored.analysis.models import EXPERT, LoadedModel, load_models
+from mt_factored.errors import InputError
 from mt_factored.planning.base import MPPIConfig
-from mt_factored.planning.episodes import evaluate_tasks
+from mt_factored.planning.episodes import EpisodeConfig, evaluate_tasks
 from mt_factored.planning.mppi import MPPIPlanner
 
 log = logging.getLogger(__name__)
 
 
-def _container(value: Any) -> Any:
-    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
-
-
-def sweep_models(cfg: DictConfig, tasks: list[str]) -> list[LoadedModel]:
+def sweep_models(cfg: BudgetSweepConfig, tasks: list[str]) -> list[LoadedModel]:
     """The students (``students=``: a path or {label: path}) then the expert (``expert=``)."""
-    students = _container(cfg.students)
+    students = cfg.students
     if not students and cfg.expert is None:
-        raise ValueError("nothing to sweep: pass students=... and/or expert=...")
+        raise InputError("nothing to sweep: pass students=... and/or expert=...")
     models = load_models(
         tasks=tasks,
         task_set=cfg.task_set,
-        expert=_container(cfg.expert),
+        expert=cfg.expert,
         expert_model_size=cfg.expert_model_size,
         students=students,
         device=cfg.device,
@@ -66,7 +63,7 @@ def run_cell(
     m: LoadedModel,
     planning: MPPIConfig,
     task: str,
-    cfg: DictConfig,
+    cfg: BudgetSweepConfig,
     on_step: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """One (model, budget, task): episodes and single-env latency with a fresh planner."""
@@ -78,13 +75,9 @@ def run_cell(
         planner,
         {task: m.task_ids[task]},
         m.obs_dim,
-        latency_repeats=cfg.latency_repeats,
+        EpisodeConfig.of(cfg),
+        cfg.device,
         on_task=lambda _: on_step,
-        episodes=cfg.episodes,
-        seed=cfg.seed,
-        device=cfg.device,
-        eval_mode=cfg.eval_mode,
-        max_steps=cfg.max_steps,
     )[task]
     return {
         "returns": stats.returns,
@@ -99,25 +92,24 @@ def run_cell(
     }
 
 
-def run_sweep(cfg: DictConfig) -> SweepFile:
+def run_sweep(cfg: BudgetSweepConfig) -> SweepFile:
     """Run the missing cells of the sweep, then write the selection, tables and plots."""
     # Check everything cheap before loading models or running episodes.
     grid = build_grid(cfg.grid.num_samples, cfg.grid.iterations)
     reference = Budget(int(cfg.reference.num_samples), int(cfg.reference.iterations))
     if reference not in grid:
-        raise ValueError(
+        raise InputError(
             f"the grid must contain the reference budget {reference.label} (the 95% rule "
             f"compares with it); add it or set reference.num_samples / reference.iterations"
         )
-    base = MPPIConfig(**_container(cfg.planning))
-    scaling = BudgetScaling(**_container(cfg.scaling))
+    base, scaling = cfg.planning, cfg.scaling
     for budget in grid:  # a budget too small for the scaling raises here, not mid-sweep
         budget_config(budget, base, scaling)
     tasks = list(cfg.tasks)
     if not tasks or len(set(tasks)) != len(tasks):
-        raise ValueError(f"tasks must be a non-empty list of distinct task names, got {tasks}")
+        raise InputError(f"tasks must be a non-empty list of distinct task names, got {tasks}")
     if cfg.latency_repeats < 1:
-        raise ValueError("latency_repeats must be >= 1: the sweep compares single-env latency")
+        raise InputError("latency_repeats must be >= 1: the sweep compares single-env latency")
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
 

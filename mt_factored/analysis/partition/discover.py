@@ -32,6 +32,7 @@ from typing import Literal
 
 import numpy as np
 
+from mt_factored.errors import InputError
 from mt_factored.student.config import Partition
 
 Method = Literal["regression", "correlation"]
@@ -59,9 +60,9 @@ class PartitionResult:
 def _as_matrix(x: np.ndarray, name: str) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2:
-        raise ValueError(f"{name} must be [transitions, dim], got shape {x.shape}")
+        raise InputError(f"{name} must be [transitions, dim], got shape {x.shape}")
     if not np.isfinite(x).all():
-        raise ValueError(
+        raise InputError(
             f"{name} holds NaN or inf values; drop the first frame of each episode "
             "(action[:, 0] is NaN in the chunk format) and any padding rows first"
         )
@@ -133,17 +134,17 @@ def influence_matrix(
         _as_matrix(action, "action"),
     )
     if obs.shape != next_obs.shape or len(action) != len(obs):
-        raise ValueError(
+        raise InputError(
             f"need obs and next_obs [N, S] and action [N, A] with the same N; got "
             f"{obs.shape}, {next_obs.shape}, {action.shape}"
         )
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        raise InputError(f"method must be one of {METHODS}, got {method!r}")
     if ridge < 0 or min_t < 0:
-        raise ValueError(f"ridge and min_t must be >= 0, got {ridge}, {min_t}")
+        raise InputError(f"ridge and min_t must be >= 0, got {ridge}, {min_t}")
     num_params = obs.shape[1] + action.shape[1] + 1
     if len(obs) <= num_params:
-        raise ValueError(
+        raise InputError(
             f"{len(obs)} transitions are too few to fit {num_params} parameters; use more episodes"
         )
     # Constant columns (padding, a dead actuator) are left out of the fit: they have no
@@ -164,7 +165,7 @@ def action_affinity(influence: np.ndarray) -> np.ndarray:
     """``[A, A]`` cosine similarity of the influence rows; a zero row is similar to nothing."""
     influence = np.asarray(influence, dtype=np.float64)
     if influence.ndim != 2 or (influence < 0).any():
-        raise ValueError(f"influence must be a non-negative [A, S] matrix, got {influence.shape}")
+        raise InputError(f"influence must be a non-negative [A, S] matrix, got {influence.shape}")
     norm = np.linalg.norm(influence, axis=1, keepdims=True)
     unit = np.divide(influence, norm, out=np.zeros_like(influence), where=norm > 0)
     affinity = unit @ unit.T
@@ -206,13 +207,13 @@ def cluster_actions(
     affinity = np.asarray(affinity, dtype=np.float64)
     num_actions = affinity.shape[0]
     if affinity.shape != (num_actions, num_actions) or num_actions < 1:
-        raise ValueError(f"affinity must be a square [A, A] matrix, got {affinity.shape}")
+        raise InputError(f"affinity must be a square [A, A] matrix, got {affinity.shape}")
     if not np.allclose(affinity, affinity.T):
-        raise ValueError("affinity must be symmetric")
+        raise InputError("affinity must be symmetric")
     if num_groups is not None and not 1 <= num_groups <= num_actions:
-        raise ValueError(f"num_groups must lie in [1, {num_actions}], got {num_groups}")
+        raise InputError(f"num_groups must lie in [1, {num_actions}], got {num_groups}")
     if linkage not in LINKAGES:
-        raise ValueError(f"linkage must be one of {LINKAGES}, got {linkage!r}")
+        raise InputError(f"linkage must be one of {LINKAGES}, got {linkage!r}")
     members = np.eye(num_actions)  # [groups, A] one-hot membership
     merges = []
     while len(members) > (num_groups or 1):

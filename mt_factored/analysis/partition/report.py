@@ -4,18 +4,17 @@ Settings and their meaning: ``recipes/partition.yaml``; the method: :mod:`.disco
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
 
+from mt_factored.analysis.config import PartitionConfig
 from mt_factored.analysis.partition.discover import PartitionResult, discover_partition
 from mt_factored.analysis.partition.recipe import train_command, write_recipe
 from mt_factored.analysis.partition.transitions import task_transitions
 from mt_factored.analysis.perturbations import actuator_names
+from mt_factored.artifacts.atomic import write_json
 from mt_factored.tasks import TaskSpec, get_task_set
 
 log = logging.getLogger(__name__)
@@ -66,18 +65,11 @@ def result_json(result: PartitionResult, actions: list[str], states: list[str]) 
     }
 
 
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
-
-
-def run_partition(cfg: DictConfig) -> dict[str, PartitionResult]:
+def run_partition(cfg: PartitionConfig) -> dict[str, PartitionResult]:
     """Discover a partition per task of ``cfg.task``; write the JSON report and the recipe."""
     tasks = [cfg.task] if isinstance(cfg.task, str) else list(cfg.task)
     task_set = get_task_set(cfg.task_set)
-    data = OmegaConf.to_container(cfg.data) if OmegaConf.is_config(cfg.data) else cfg.data
+    data = cfg.data
     results, report = {}, {}
     for task in tasks:
         spec = task_set[task]
@@ -109,8 +101,8 @@ def run_partition(cfg: DictConfig) -> dict[str, PartitionResult]:
         "max_episodes",
         "seed",
     )
-    report["_settings"] = {k: cfg[k] for k in settings} | {"data": data}
-    _write_json(Path(cfg.out_dir) / "partition.json", report)
+    report["_settings"] = {k: getattr(cfg, k) for k in settings} | {"data": data}
+    write_json(Path(cfg.out_dir) / "partition.json", report)
     if cfg.write_recipe:
         name = cfg.name or f"{cfg.base}-{'-'.join(tasks)}-partition"
         command = train_command(name, cfg.recipe_dir)

@@ -9,6 +9,7 @@ import numpy as np
 
 from mt_factored.constants import ACTION, OBS
 from mt_factored.data.stream import Source, open_store
+from mt_factored.errors import InputError
 from mt_factored.tasks import TaskSet, get_task_set
 
 log = logging.getLogger(__name__)
@@ -43,14 +44,14 @@ def task_transitions(
     spec = task_set[task]
     store = open_store(source)
     if store.obs_dim < spec.obs_dim or store.action_dim < spec.action_dim:
-        raise ValueError(
+        raise InputError(
             f"{source}: observations/actions of width {store.obs_dim}/{store.action_dim} "
             f"cannot hold {task}'s {spec.obs_dim}/{spec.action_dim}"
         )
     episodes = np.flatnonzero(store.episode_tasks == task_id)
     if not len(episodes):
         present = sorted(set(store.episode_tasks.tolist()))
-        raise ValueError(
+        raise InputError(
             f"{source} holds no episodes of {task} (task id {task_id} in {task_set.name}); "
             f"it holds task ids {present}"
         )

@@ -1,0 +1,199 @@
+"""The schema of the analysis commands: ``python -m mt_factored.evaluate``, ``budget_sweep``,
+``viz`` and ``partition``. Every key, its default and what it means.
+
+The commands that plan in dm_control share one :class:`~mt_factored.planning.episodes.
+EpisodeConfig` (episodes, seed, eval_mode, max_steps, latency_repeats) at their top level,
+as training's evaluation has it under ``eval``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+from mt_factored.analysis.budget.grid import BudgetScaling
+from mt_factored.planning.base import MPPIConfig
+from mt_factored.planning.episodes import EpisodeConfig
+
+
+@dataclass(kw_only=True)
+class ModelRunConfig(EpisodeConfig):
+    """Which expert and student run, on which tasks, where."""
+
+    expert: Any = None
+    """Expert to run: a checkpoint path, ``hub:ORG/NAME/path.pt``, or ``{task-name:
+    checkpoint}``. null: none."""
+    expert_model_size: int | str = 5
+    """Size of a public multi-task expert (1, 5, 19, 48, 317) or auto (sizes off the file)."""
+    student: str | None = None
+    """Student to run: a Lightning checkpoint (.ckpt), a saved student folder or a Hub id.
+    null: none."""
+    task_set: str = "mt30"
+    """Task set of the expert's task ids (a student uses its own)."""
+    tasks: list[str] = field(default_factory=lambda: ["cartpole-balance"])
+    """Tasks to run."""
+    device: str = "cpu"
+    """torch device of the models (cpu, cuda, cuda:1, mps)."""
+    threads: int | None = None
+    """torch intra-op threads (null: torch's default)."""
+    planning: MPPIConfig = field(default_factory=MPPIConfig)
+    """MPPI settings of every model."""
+
+
+@dataclass(kw_only=True)
+class EvaluateConfig(ModelRunConfig):
+    """``python -m mt_factored.evaluate``: returns and planning latency in dm_control."""
+
+    video: bool = False
+    """Write an mp4 of each model's first episode per task (needs MUJOCO_GL=egl or osmesa)."""
+    out: str | None = None
+    """Also write the results as JSON here (``hub push ... results=`` reads it)."""
+    perturb: Any = None
+    """Robustness (Fac-TDMPC 5.5): a spec or a list of specs applied to the planned action
+    before the env steps: ``dummy:<joint>`` (that entry becomes uniform noise in [-1, 1]),
+    ``scale:<joint>:<factor>`` (that entry times factor); ``<joint>`` = 0-based action index,
+    the actuator name (walker: right_hip ... left_ankle) or ``*`` for every joint, one run
+    each. Every model runs unperturbed too (same seeds); prints a table and writes
+    robustness.json + robustness.png to out_dir (the JSON also to ``out``); no latency or
+    video. null: off."""
+    perturb_plot: str | None = None
+    """Also write the robustness plot here, e.g. docs/robustness_walker-stand.png."""
+    out_dir: str = "runs/evaluate/${now:%Y-%m-%d_%H-%M-%S}"
+    """Folder of the videos, the robustness results and the Hydra record."""
+
+
+@dataclass(kw_only=True)
+class VizConfig(ModelRunConfig):
+    """``python -m mt_factored.viz``: t-SNE of per-joint latents and per-joint H-step returns.
+
+    ``student`` is required; with ``expert`` its H-step return of the student's plans is
+    added to the returns plot.
+    """
+
+    stride: int = 1
+    """t-SNE input: every stride-th visited state."""
+    max_points: int = 4000
+    """At most this many latents in the t-SNE (a random subset)."""
+    perplexity: float = 30.0
+    """t-SNE perplexity."""
+    returns_task: str | None = None
+    """Task of the returns plot (null: the first of ``tasks`` with the most joints)."""
+    out: str = "${out_dir}"
+    """Folder of the PNGs: tsne_joints.png, tsne_embodiments.png, returns_<task>.png."""
+    dpi: float = 120
+    """Resolution of the PNGs."""
+    out_dir: str = "runs/viz/${now:%Y-%m-%d_%H-%M-%S}"
+    """Folder of the Hydra record (and of the PNGs unless ``out`` says otherwise)."""
+
+
+@dataclass
+class GridConfig:
+    """The MPPI budgets of the sweep: every (samples, iterations) pair."""
+
+    num_samples: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 512])
+    """Trajectories sampled per iteration."""
+    iterations: list[int] = field(default_factory=lambda: [1, 2, 4, 6])
+    """Optimisation iterations per control step."""
+
+
+@dataclass
+class ReferenceBudget:
+    """The budget the others are compared with (the paper's default); must be in the grid."""
+
+    num_samples: int = 512
+    """Its samples."""
+    iterations: int = 6
+    """Its iterations."""
+
+
+@dataclass(kw_only=True)
+class BudgetSweepConfig(EpisodeConfig):
+    """``python -m mt_factored.budget_sweep``: return and latency over MPPI budgets.
+
+    Results go to ``out`` after every cell; re-running with the same ``out`` skips finished
+    cells.
+    """
+
+    students: Any = None
+    """Students: a Lightning .ckpt, a student folder or a Hub id, or ``{label: path, ...}`` to
+    compare several (e.g. students of different sizes). null: none."""
+    expert: Any = None
+    """Expert: a checkpoint path, ``hub:ORG/NAME/path.pt``, or ``{task-name: checkpoint}``.
+    null: none."""
+    expert_model_size: int | str = 5
+    """Size of a public multi-task expert (1, 5, 19, 48, 317) or auto (sizes off the file)."""
+    task_set: str = "mt30"
+    """Task set of the expert's task ids (a student uses its own)."""
+    tasks: list[str] = field(default_factory=lambda: ["cartpole-balance"])
+    """Tasks of every cell."""
+    device: str = "cpu"
+    """torch device of the models (cpu, cuda, mps)."""
+    threads: int | None = None
+    """torch intra-op threads (null: torch's default). Latencies of different thread counts
+    are not mixed in one results file."""
+    grid: GridConfig = field(default_factory=GridConfig)
+    scaling: BudgetScaling = field(default_factory=BudgetScaling)
+    """Elites and policy trajectories per budget: elites = max(min_elites,
+    floor(elite_fraction * samples)), policy trajectories = min(max_pi_trajs,
+    floor(pi_fraction * samples)); at 512 samples Table 2's 64 elites and 24 trajectories."""
+    reference: ReferenceBudget = field(default_factory=ReferenceBudget)
+    keep_fraction: float = 0.95
+    """Report the smallest budget keeping at least this share of the reference return."""
+    out_dir: str = "runs/budget_sweep/${now:%Y-%m-%d_%H-%M-%S}"
+    """Folder of the results, the plots (unless ``plot_dir``) and the Hydra record."""
+    out: str = "${out_dir}/budget_sweep.json"
+    """Results JSON (pass the same path again to resume)."""
+    plot_dir: str = "${out_dir}"
+    """Where the plots go (budget_return_vs_ms.png, budget_grid.png); e.g. plot_dir=docs."""
+    plot_prefix: str = "budget_"
+    """File-name prefix of the plots."""
+    planning: MPPIConfig = field(default_factory=MPPIConfig)
+    """Horizon, std bounds and temperature (samples and elites come from the grid)."""
+
+
+@dataclass
+class PartitionConfig:
+    """``python -m mt_factored.partition``: sub-dynamics discovery (after ED2). Groups a
+    task's action dims into agents by the state changes they drive, prints the evidence and
+    writes a train recipe ``recipe/<name>.yaml`` (= ``<base>`` + ``student.partitions``)."""
+
+    data: Any = MISSING
+    """Transitions: a prepared shard dir, official chunk file(s), or a folder of chunks."""
+    task: Any = MISSING
+    """A task name, or a list of names (one partition each, all in one recipe)."""
+    task_set: str = "mt30"
+    """Task set of the data's task ids."""
+    max_episodes: int | None = 1000
+    """Episodes per task used (a seeded random subset when there are more); null: all."""
+    seed: int = 0
+    """Seed of that subset."""
+    method: str = "regression"
+    """Influence of action dim i on state change j: regression (|coefficient| of a_i in a
+    ridge fit of ds on [s, a], standardised columns; holds the state fixed, so
+    feedback-policy data does not blur the profiles) or correlation (ED2's |Pearson(a_i,
+    ds_j)|)."""
+    ridge: float = 1.0e-3
+    """Ridge penalty per transition (standardised units)."""
+    min_t: float = 4.0
+    """Entries with |t statistic| below this count as no influence."""
+    linkage: str = "complete"
+    """Agglomerative clustering of the cosine similarity (0..1) of influence profiles:
+    complete merges while some two groups have EVERY cross pair at least ``threshold``
+    similar; average uses the mean cross pair (chains a~b~c can end up in one group)."""
+    threshold: float = 0.5
+    """Similarity at which groups merge."""
+    num_groups: int | None = None
+    """Force this many groups (null: use threshold)."""
+    base: str = "quickstart"
+    """The written recipe extends this recipe (``recipe/<base>.yaml``)."""
+    name: str | None = None
+    """Recipe name (null: ``<base>-<task>-partition``). Only generated recipes are
+    overwritten."""
+    recipe_dir: str | None = None
+    """Folder of the written recipe (null: the package's recipes/recipe)."""
+    write_recipe: bool = True
+    """Write the recipe (false: only print and write partition.json)."""
+    out_dir: str = "runs/partition/${now:%Y-%m-%d_%H-%M-%S}"
+    """partition.json (influence, affinity, merges, partition per task) goes here."""
