@@ -4,7 +4,7 @@
     python benchmarks/finetune_vs_scratch.py --steps 4 --episodes 1 --max-steps 10  # plumbing only
 
 Runs ``python -m mt_factored.finetune`` once per variant with the same recipe
-(recipes/recipe/finetune-<robot>.yaml: expert, data, batch size, learning rate), seed
+(mt_factored/recipes/recipe/finetune-<robot>.yaml: expert, data, batch size, learning rate), seed
 and optimizer steps; only how the student starts (and what trains) differs:
 
 - ``finetuned``: the pretrained student, extended to the robot, every weight trains;

@@ -8,7 +8,7 @@ with the same recipe, seed and steps; only ``student.partitions`` differs:
 
 - ``one-agent``: all action dims in one group (a centralized student and planner, as TD-MPC);
 - ``per-joint``: one joint per agent (the default);
-- ``discovered``: ``python -m mt_factored.partition`` on the same data (recipes/partition.yaml
+- ``discovered``: ``python -m mt_factored.partition`` on the same data (PartitionConfig's default
   settings), or ``--discovered "0,3;1;2;4;5"``.
 
 Each student then plans in dm_control (MPPI settings of the recipe); the expert is evaluated
@@ -42,7 +42,7 @@ def parse_groups(text: str) -> Partition:
 
 
 def discover(task: str, data: str, run_root: Path) -> Partition:
-    """The CLI's partition for ``task`` (recipes/partition.yaml settings, no recipe written)."""
+    """The CLI's partition for ``task`` (PartitionConfig's default settings, no recipe written)."""
     from mt_factored.partition import run
 
     overrides = [

@@ -146,7 +146,7 @@ def main(
 
     Args:
         command: the module run with ``python -m`` (for help and error lines).
-        config_name: the primary config (``recipes/<config_name>.yaml``).
+        config_name: the primary config (``mt_factored/recipes/<config_name>.yaml``).
         run: the command's work, given the composed config.
         doc: the command's description for ``--help`` (its module docstring).
         argv: the arguments (default ``sys.argv[1:]``).
@@ -166,11 +166,15 @@ def _main(
     hydra_flags = [a for a in overrides if a.startswith("-")]
     if any(a in HELP_FLAGS for a in args):
         try:
-            print(help_text(command, config_name, overrides, doc))
+            text = help_text(command, config_name, overrides, doc)
         except Exception as err:  # noqa: BLE001 (any composition error becomes one line)
             if _full_error():
                 raise
             fail(config_error(err), hint)
+        try:
+            print(text, flush=True)
+        except BrokenPipeError:  # `--help | head`: the reader left; as the Python docs advise
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return
     if not hydra_flags:  # Hydra's own flags (--cfg job, --multirun, ...) go to Hydra as given
         try:
@@ -208,7 +212,7 @@ class Subcommand:
     """One subcommand of ``python -m mt_factored.data`` / ``mt_factored.hub``."""
 
     config_name: str
-    """Its primary config (``recipes/<config_name>.yaml``: no run folder, no log file)."""
+    """Its primary config (``mt_factored/recipes/<config_name>.yaml``: no run folder, no log file)."""
     run: Callable[[Any], Any]
     doc: str
     positional: str | None = None

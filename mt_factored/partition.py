@@ -3,7 +3,8 @@
     python -m mt_factored.partition data=data/quickstart/walker-stand.pt task=walker-stand
     python -m mt_factored.train recipe=quickstart-walker-stand-partition
 
-Settings and their meaning: ``recipes/partition.yaml``; the method: ``discover.py``.
+Settings and their meaning: ``--help`` (:class:`mt_factored.analysis.config.PartitionConfig`);
+the method: :mod:`mt_factored.analysis.partition.discover`.
 Prints, per task, each action dim's strongest state influences, the affinity matrix and
 the partition; writes ``<out_dir>/partition.json`` and the recipe.
 """

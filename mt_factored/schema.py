@@ -3,7 +3,7 @@
 :func:`register` stores them in Hydra's ``ConfigStore``:
 
 - ``<command>_schema`` (``train_schema``, ``evaluate_schema``, ...): the schema of each command,
-  the first entry of its primary config's defaults list (``recipes/<command>.yaml``), so a key
+  the first entry of its primary config's defaults list (``mt_factored/recipes/<command>.yaml``), so a key
   that the dataclass lacks, or a value of the wrong type, fails when the config is composed;
 - the default options of the config groups, built from the dataclasses themselves:
   ``model/default`` (:class:`StudentSpec`), ``distill/paper`` (:class:`DistillConfig`),

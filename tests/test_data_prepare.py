@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import inspect
 import json
 import os
 import subprocess
@@ -26,6 +28,7 @@ from mt_factored.data import (
     write_chunk,
 )
 from mt_factored.data.__main__ import main as cli
+from mt_factored.data.config import PrepareConfig
 
 prepare_module = importlib.import_module("mt_factored.data.prepare")  # `prepare` is the function
 CHUNK_TASKS = [(0, 4, 8, 4, 0), (8, 8, 29)]  # 5 + 3 episodes; shard_episodes=2 -> 3 + 2 shards
@@ -286,3 +289,10 @@ def test_prepared_dataset_has_the_task_ids_and_sizes(source: Path, tmp_path: Pat
     assert data.num_episodes == 8 and data.num_shards == 5
     assert data.episode_tasks.tolist() == [t for tasks in CHUNK_TASKS for t in tasks]
     assert data.task_names == list(MT30.names)
+
+
+def test_prepare_config_is_the_signature_of_prepare() -> None:
+    """``data prepare key=value`` passes the whole PrepareConfig to `prepare` by name."""
+    params = inspect.signature(prepare_module.prepare).parameters
+    fields = {f.name: f.default for f in dataclasses.fields(PrepareConfig)}
+    assert fields == {name: p.default for name, p in params.items()}

@@ -80,14 +80,15 @@ def choose_option(override: str) -> str:
     """A group option written with a placeholder (``recipe=finetune-<robot>``) -> one that
     exists (``recipe=finetune-quadruped``)."""
     key, _, value = override.partition("=")
+    group = key.split("@")[0]  # model@student=<name>: an option of the group model
     if (
         PLACEHOLDER not in value
         or "." in key
-        or key not in ("recipe", "distill", "trainer", "logger")
+        or group not in ("recipe", "distill", "trainer", "logger", "model", "planning")
     ):
         return override
     pattern = re.compile(re.escape(value).replace(PLACEHOLDER, ".+") + "$")
-    options = [o for o in cli.group_options(key) if pattern.match(o)]
+    options = [o for o in cli.group_options(group) if pattern.match(o)]
     assert options, f"no {key} option looks like {value}"
     return f"{key}={options[0]}"
 
@@ -125,6 +126,8 @@ def overrides_of(args: list[str]) -> list[str]:
 
 def compose_command(argv: list[str]):
     module, args = argv[0], overrides_of(argv[1:])
+    wants_help = any(a in cli.HELP_FLAGS for a in args)
+    args = [a for a in args if a not in cli.HELP_FLAGS]
     if module in SUBCOMMANDS:
         sub = SUBCOMMANDS[module][args[0]]
         config_name, args = sub.config_name, sub.translate(args[1:])
@@ -133,6 +136,9 @@ def compose_command(argv: list[str]):
         config_name = CONFIGS[module]
     assert importlib.util.find_spec(module) is not None, f"no module {module}"
     cfg = cli.compose(config_name, args, hydra_config=True)
+    if wants_help:  # the help lists the keys with their documentation
+        text = cli.help_text(module, config_name, args, None)
+        assert text.startswith(f"usage: python -m {module}") and "# " in text
     try:
         return as_object(cfg)  # resolves every value and runs the dataclasses' checks
     except MissingMandatoryValue:

@@ -14,30 +14,38 @@ from typing import Any
 from omegaconf import MISSING
 
 from mt_factored.analysis.budget.grid import BudgetScaling
+from mt_factored.analysis.partition.discover import Discovery
 from mt_factored.planning.base import MPPIConfig
 from mt_factored.planning.episodes import EpisodeConfig
 
 
 @dataclass(kw_only=True)
-class ModelRunConfig(EpisodeConfig):
-    """Which expert and student run, on which tasks, where."""
+class ModelsConfig(EpisodeConfig):
+    """Which expert runs, on which tasks, where (what every analysis command that plans shares)."""
 
     expert: Any = None
-    """Expert to run: a checkpoint path, ``hub:ORG/NAME/path.pt``, or ``{task-name:
-    checkpoint}``. null: none."""
+    """Expert: a checkpoint path, ``hub:ORG/NAME/path.pt``, or ``{task-name: checkpoint}``.
+    null: none."""
     expert_model_size: int | str = 5
     """Size of a public multi-task expert (1, 5, 19, 48, 317) or auto (sizes off the file)."""
-    student: str | None = None
-    """Student to run: a Lightning checkpoint (.ckpt), a saved student folder or a Hub id.
-    null: none."""
     task_set: str = "mt30"
     """Task set of the expert's task ids (a student uses its own)."""
     tasks: list[str] = field(default_factory=lambda: ["cartpole-balance"])
-    """Tasks to run."""
+    """Tasks to run (every cell's, in the budget sweep)."""
     device: str = "cpu"
     """torch device of the models (cpu, cuda, cuda:1, mps)."""
     threads: int | None = None
-    """torch intra-op threads (null: torch's default)."""
+    """torch intra-op threads (null: torch's default). The budget sweep does not mix
+    latencies of different thread counts in one results file."""
+
+
+@dataclass(kw_only=True)
+class ModelRunConfig(ModelsConfig):
+    """An expert and one student, with the MPPI settings of both."""
+
+    student: str | None = None
+    """Student to run: a Lightning checkpoint (.ckpt), a saved student folder or a Hub id.
+    null: none."""
     planning: MPPIConfig = field(default_factory=MPPIConfig)
     """MPPI settings of every model."""
 
@@ -109,7 +117,7 @@ class ReferenceBudget:
 
 
 @dataclass(kw_only=True)
-class BudgetSweepConfig(EpisodeConfig):
+class BudgetSweepConfig(ModelsConfig):
     """``python -m mt_factored.budget_sweep``: return and latency over MPPI budgets.
 
     Results go to ``out`` after every cell; re-running with the same ``out`` skips finished
@@ -119,20 +127,6 @@ class BudgetSweepConfig(EpisodeConfig):
     students: Any = None
     """Students: a Lightning .ckpt, a student folder or a Hub id, or ``{label: path, ...}`` to
     compare several (e.g. students of different sizes). null: none."""
-    expert: Any = None
-    """Expert: a checkpoint path, ``hub:ORG/NAME/path.pt``, or ``{task-name: checkpoint}``.
-    null: none."""
-    expert_model_size: int | str = 5
-    """Size of a public multi-task expert (1, 5, 19, 48, 317) or auto (sizes off the file)."""
-    task_set: str = "mt30"
-    """Task set of the expert's task ids (a student uses its own)."""
-    tasks: list[str] = field(default_factory=lambda: ["cartpole-balance"])
-    """Tasks of every cell."""
-    device: str = "cpu"
-    """torch device of the models (cpu, cuda, mps)."""
-    threads: int | None = None
-    """torch intra-op threads (null: torch's default). Latencies of different thread counts
-    are not mixed in one results file."""
     grid: GridConfig = field(default_factory=GridConfig)
     scaling: BudgetScaling = field(default_factory=BudgetScaling)
     """Elites and policy trajectories per budget: elites = max(min_elites,
@@ -153,8 +147,8 @@ class BudgetSweepConfig(EpisodeConfig):
     """Horizon, std bounds and temperature (samples and elites come from the grid)."""
 
 
-@dataclass
-class PartitionConfig:
+@dataclass(kw_only=True)
+class PartitionConfig(Discovery):
     """``python -m mt_factored.partition``: sub-dynamics discovery (after ED2). Groups a
     task's action dims into agents by the state changes they drive, prints the evidence and
     writes a train recipe ``recipe/<name>.yaml`` (= ``<base>`` + ``student.partitions``)."""
@@ -169,23 +163,6 @@ class PartitionConfig:
     """Episodes per task used (a seeded random subset when there are more); null: all."""
     seed: int = 0
     """Seed of that subset."""
-    method: str = "regression"
-    """Influence of action dim i on state change j: regression (|coefficient| of a_i in a
-    ridge fit of ds on [s, a], standardised columns; holds the state fixed, so
-    feedback-policy data does not blur the profiles) or correlation (ED2's |Pearson(a_i,
-    ds_j)|)."""
-    ridge: float = 1.0e-3
-    """Ridge penalty per transition (standardised units)."""
-    min_t: float = 4.0
-    """Entries with |t statistic| below this count as no influence."""
-    linkage: str = "complete"
-    """Agglomerative clustering of the cosine similarity (0..1) of influence profiles:
-    complete merges while some two groups have EVERY cross pair at least ``threshold``
-    similar; average uses the mean cross pair (chains a~b~c can end up in one group)."""
-    threshold: float = 0.5
-    """Similarity at which groups merge."""
-    num_groups: int | None = None
-    """Force this many groups (null: use threshold)."""
     base: str = "quickstart"
     """The written recipe extends this recipe (``recipe/<base>.yaml``)."""
     name: str | None = None

@@ -59,14 +59,7 @@ def models_of(cfg: ModelRunConfig) -> dict[str, LoadedModel]:
     """The expert and the student ``cfg`` names (evaluate, robustness, viz)."""
     if cfg.expert is None and cfg.student is None:
         raise InputError("nothing to evaluate: pass expert=... and/or student=...")
-    return load_models(
-        tasks=list(cfg.tasks),
-        task_set=cfg.task_set,
-        expert=cfg.expert,
-        expert_model_size=cfg.expert_model_size,
-        students=cfg.student,
-        device=cfg.device,
-    )
+    return load_models(cfg, cfg.student)
 
 
 def run_evaluation(cfg: EvaluateConfig) -> dict:

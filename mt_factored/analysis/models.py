@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from mt_factored.analysis.config import ModelsConfig
 from mt_factored.errors import InputError
 from mt_factored.expert.resolve import load_expert
 from mt_factored.planning.base import PlanningModel
@@ -64,20 +65,20 @@ class LoadedModel:
 
 
 def load_models(
-    *,
-    tasks: list[str],
-    task_set: str = "mt30",
-    expert: Any = None,
-    expert_model_size: int | str = 5,
+    cfg: ModelsConfig,
     students: str | Mapping[str, str] | None = None,
-    device: str = "cpu",
+    *,
+    tasks: list[str] | None = None,
 ) -> dict[str, LoadedModel]:
-    """The expert (``expert=``: a path, ``hub:`` spec or {task: checkpoint}) and the students
-    (a path, folder or Hub id, or {label: path}), keyed by label, the expert first.
+    """The expert ``cfg`` names (a path, ``hub:`` spec or {task: checkpoint}) and the
+    ``students`` (a path, folder or Hub id, or {label: path}), keyed by label, the expert
+    first, on ``cfg.device``; every one must cover ``tasks`` (default ``cfg.tasks``).
 
     Raises:
         ValueError: nothing to load, a label clash, or a model that lacks one of ``tasks``.
     """
+    expert, device = cfg.expert, cfg.device
+    tasks = list(cfg.tasks if tasks is None else tasks)
     if isinstance(students, str):
         students = {STUDENT: students}
     if students is not None and not isinstance(students, Mapping):
@@ -91,13 +92,13 @@ def load_models(
         raise InputError(f"{EXPERT!r} is the expert's label; give the student another one")
     models: dict[str, LoadedModel] = {}
     if expert is not None:
-        net = load_expert(expert, task_set=task_set, model_size=expert_model_size)
+        net = load_expert(expert, task_set=cfg.task_set, model_size=cfg.expert_model_size)
         net = net.to(device).eval()
         covered = getattr(net, "tasks", tasks)
         missing = [t for t in tasks if t not in covered]
         if missing:
             raise InputError(f"the expert covers {list(covered)}, not {missing}")
-        ids = get_task_set(task_set)
+        ids = get_task_set(cfg.task_set)
         models[EXPERT] = LoadedModel(
             EXPERT, EXPERT, net, net.obs_dim, {t: ids.index(t) for t in tasks}, expert
         )

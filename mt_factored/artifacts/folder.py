@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,12 +26,20 @@ from mt_factored import __version__
 from mt_factored.artifacts.atomic import atomic_write, write_json
 from mt_factored.artifacts.checksums import sha256_file
 from mt_factored.artifacts.remote import fetch_file
-from mt_factored.constants import CONFIG_NAME, WEIGHTS_NAME
+from mt_factored.constants import CONFIG_NAME, LIBRARY_NAME, WEIGHTS_NAME
 from mt_factored.errors import MismatchError
 
 FORMAT_KEY = "format_version"
 MODEL_TYPE_KEY = "model_type"
 WEIGHTS_HASH_KEY = "weights_sha256"
+BASE_METADATA_KEYS = (
+    FORMAT_KEY,
+    MODEL_TYPE_KEY,
+    "library_name",
+    "library_version",
+    WEIGHTS_HASH_KEY,
+)
+"""Keys of every ``config.json`` that are not fields of its config."""
 
 ConfigT = TypeVar("ConfigT")
 ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
@@ -191,6 +201,54 @@ def config_from_json(
         raise ArtifactFormatError(f"{source}: not a valid {model_type} config: {err}") from err
 
 
+@dataclass(frozen=True)
+class FolderKind:
+    """One kind of model folder: the ``model_type`` and ``format_version`` its ``config.json``
+    records, the config dataclass it holds, and the metadata keys written beside the config's
+    fields (:data:`BASE_METADATA_KEYS` plus ``extra_metadata``; loading skips them)."""
+
+    model_type: str
+    format_version: int
+    config_cls: type
+    extra_metadata: tuple[str, ...] = ()
+
+    @property
+    def metadata_keys(self) -> tuple[str, ...]:
+        return (*BASE_METADATA_KEYS, *self.extra_metadata)
+
+    def header(self) -> dict[str, Any]:
+        """The first keys of ``config.json``: format, model type, library and its version."""
+        return {
+            FORMAT_KEY: self.format_version,
+            MODEL_TYPE_KEY: self.model_type,
+            "library_name": LIBRARY_NAME,
+            "library_version": __version__,
+        }
+
+    def decode(self, data: Mapping[str, Any], source: str) -> Any:
+        """The config of a ``config.json`` dict, after the version check."""
+        return config_from_json(
+            data,
+            self.config_cls,
+            model_type=self.model_type,
+            format_version=self.format_version,
+            metadata_keys=self.metadata_keys,
+            source=source,
+        )
+
+    def load(
+        self,
+        model_id: str | os.PathLike,
+        build: Callable[[Any], ModuleT],
+        map_location: str | torch.device = "cpu",
+        **fetch: Any,
+    ) -> ModuleT:
+        """A model of this kind from a folder or a Hub repo (:func:`load_folder_model`)."""
+        return load_folder_model(
+            str(model_id), self.decode, build, map_location=map_location, **fetch
+        )
+
+
 def load_folder_model(
     model_id: str,
     decode_config: Callable[[dict[str, Any], str], ConfigT],
@@ -201,7 +259,14 @@ def load_folder_model(
 ) -> ModuleT:
     """Fetch ``config.json`` and ``model.safetensors`` (:func:`fetch_file`), decode and check
     them, build the module and load its weights exactly; returned in eval mode on
-    ``map_location``."""
+    ``map_location``. ``fetch_kwargs``: ``revision`` and huggingface_hub's ``cache_dir``,
+    ``force_download``, ``local_files_only``, ``token``.
+
+    Raises:
+        ArtifactNotFoundError: no such folder / file, or not in the cache while offline.
+        ArtifactFormatError: another MAJOR ``format_version``, an invalid config, weights
+            that do not match the config or their checksum.
+    """
     config_path = fetch_file(model_id, CONFIG_NAME, **fetch_kwargs)
     data = read_config(config_path)
     config = decode_config(data, str(config_path))

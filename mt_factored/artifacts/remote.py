@@ -8,8 +8,8 @@ each caller names what to do when a file cannot be had.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import Any
 
 from mt_factored.errors import MissingError
 
@@ -24,21 +24,21 @@ def hub_file(
     *,
     repo_type: str = "model",
     revision: str | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    force_download: bool = False,
-    local_files_only: bool = False,
-    token: str | bool | None = None,
     offline_fix: str | None = None,
     error: type[MissingError] = ArtifactNotFoundError,
+    **download: Any,
 ) -> Path:
     """Local path of ``filename`` of a Hub repo: from the HF cache when it has the revision,
     else downloaded into it (``hf_hub_download``).
 
     Args:
         repo_type: "model" or "dataset".
+        revision: branch, tag or commit (None: main).
         offline_fix: what to do when the file is not cached and the Hub cannot be reached
             (default: the ``hf download`` command that fills the cache).
         error: the exception class raised (a :class:`MissingError`).
+        download: more of ``hf_hub_download``'s keywords (``cache_dir``, ``force_download``,
+            ``local_files_only``, ``token``).
 
     Raises:
         ``error``: not cached while offline, no such file in the repo, an invalid repo id, or
@@ -56,16 +56,7 @@ def hub_file(
     at = f" at revision {revision}" if revision else ""
     try:
         return Path(
-            hf_hub_download(
-                repo_id,
-                filename,
-                repo_type=repo_type,
-                revision=revision,
-                cache_dir=cache_dir,
-                force_download=force_download,
-                local_files_only=local_files_only,
-                token=token,
-            )
+            hf_hub_download(repo_id, filename, repo_type=repo_type, revision=revision, **download)
         )
     except HFValidationError as err:
         raise error(f"{repo_id!r} is not a valid Hub repo id ({err})", "give ORG/NAME") from err
@@ -73,7 +64,8 @@ def hub_file(
         typed = " --repo-type dataset" if repo_type == "dataset" else ""
         raise error(
             f"{filename} of the Hub {kind}repo {repo_id}{at} is not in the Hugging Face cache"
-            f"{f' {cache_dir}' if cache_dir else ''} and the Hub cannot be reached "
+            f"{f' {cache_dir}' if (cache_dir := download.get('cache_dir')) else ''} and the Hub "
+            "cannot be reached "
             "(HF_HUB_OFFLINE=1, local_files_only or no network)",
             offline_fix
             or f"on a machine with network run `hf download {repo_id} {filename}{typed}` (it "
@@ -85,20 +77,11 @@ def hub_file(
         raise error(f"cannot fetch {filename} of the Hub {kind}repo {repo_id}{at}: {err}") from err
 
 
-def fetch_file(
-    model_id: str,
-    filename: str,
-    *,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    force_download: bool = False,
-    local_files_only: bool = False,
-    token: str | bool | None = None,
-) -> Path:
+def fetch_file(model_id: str, filename: str, **fetch: Any) -> Path:
     """Local path of ``filename`` of a model folder or Hub model repo.
 
-    ``model_id`` is a folder (``hf download ORG/NAME --local-dir X`` makes one)
-    or a repo id, resolved through :func:`hub_file`.
+    ``model_id`` is a folder (``hf download ORG/NAME --local-dir X`` makes one) or a repo id,
+    resolved through :func:`hub_file` (``fetch``: ``revision`` and its download keywords).
     """
     folder = Path(model_id).expanduser()
     if folder.is_dir():
@@ -118,11 +101,7 @@ def fetch_file(
         return hub_file(
             model_id,
             filename,
-            revision=revision,
-            cache_dir=cache_dir,
-            force_download=force_download,
-            local_files_only=local_files_only,
-            token=token,
+            **fetch,
             offline_fix=f"with network: `hf download {model_id} --local-dir X` and pass X, or "
             "unset HF_HUB_OFFLINE",
         )

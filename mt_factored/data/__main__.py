@@ -11,6 +11,7 @@ command lists its keys, their defaults and what they mean.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 from mt_factored import cli
@@ -23,17 +24,7 @@ from mt_factored.data.shards import ShardedDataset
 
 def run_prepare(cfg: PrepareConfig) -> None:
     cfg = as_object(cfg)
-    prepare(
-        cfg.source,
-        cfg.out,
-        cfg.task_set,
-        shard_episodes=cfg.shard_episodes,
-        block_episodes=cfg.block_episodes,
-        verify=cfg.verify,
-        revision=cfg.revision,
-        cache_dir=cfg.cache_dir,
-        progress=cfg.progress,
-    )
+    prepare(**dataclasses.asdict(cfg))  # PrepareConfig is the signature of `prepare`
 
 
 def run_info(cfg: DatasetPathConfig) -> None:

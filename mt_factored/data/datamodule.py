@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import inspect
+from typing import Any
 
 import lightning as L
 import torch
 
 from mt_factored.data.store import EpisodeStore
 from mt_factored.data.stream import Source, WindowDataLoader, WindowDataset, open_store
+
+#: The `WindowDataset` arguments the module passes through (all but its placement).
+_STREAM_ARGUMENTS = set(inspect.signature(WindowDataset).parameters) - {
+    "source",
+    "start_batch",
+    "rank",
+    "world_size",
+    "return_index",
+}
 
 
 class WindowDataModule(L.LightningDataModule):
@@ -22,41 +32,37 @@ class WindowDataModule(L.LightningDataModule):
     every dataloader this module builds.
 
     Args:
-        source, batch_size, horizon, seed, start_batch, task_weights, rank, world_size,
-        task_ids, num_batches: as for `WindowDataset` (start_batch / rank / world_size are
-            used only when no trainer is attached, or when given explicitly).
+        source: as for `WindowDataset`.
+        start_batch, rank, world_size: as for `WindowDataset`; used only when no trainer
+            is attached, or when given explicitly.
         num_workers: DataLoader worker processes (each its own disjoint part of the stream).
         pin_memory: pin batches in page-locked memory; None: when the trainer runs on GPU
             (without a trainer: when CUDA is available).
         prefetch_factor: batches each worker prepares ahead.
+        **stream: the rest of `WindowDataset`'s arguments (batch_size, horizon, seed,
+            task_weights, task_ids, num_batches), passed to it unchanged.
     """
 
     def __init__(
         self,
         source: Source,
-        batch_size: int = 256,
-        horizon: int = 3,
-        seed: int = 0,
+        *,
         start_batch: int = 0,
-        task_weights: Mapping[int, float] | Sequence[float] | None = None,
         rank: int | None = None,
         world_size: int | None = None,
-        task_ids: Sequence[int] | None = None,
         num_workers: int = 2,
         pin_memory: bool | None = None,
-        num_batches: int | None = None,
         prefetch_factor: int = 4,
+        **stream: Any,
     ) -> None:
         super().__init__()
-        self.source = source
-        self.batch_size, self.horizon, self.seed = batch_size, horizon, seed
+        unknown = sorted(set(stream) - _STREAM_ARGUMENTS)
+        if unknown:
+            raise TypeError(f"WindowDataModule got unexpected arguments {unknown}")
+        self.source, self.stream = source, stream
         self.start_batch, self.rank, self.world_size = start_batch, rank, world_size
-        self.task_weights, self.task_ids, self.num_batches = task_weights, task_ids, num_batches
-        self.num_workers, self.pin_memory, self.prefetch_factor = (
-            num_workers,
-            pin_memory,
-            prefetch_factor,
-        )
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.prefetch_factor = prefetch_factor
         self._store: EpisodeStore | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -81,16 +87,7 @@ class WindowDataModule(L.LightningDataModule):
         self.setup()
         start, rank, world, pin, position = self._placement()
         dataset = WindowDataset(
-            self._store,
-            batch_size=self.batch_size,
-            horizon=self.horizon,
-            seed=self.seed,
-            start_batch=start,
-            task_weights=self.task_weights,
-            rank=rank,
-            world_size=world,
-            task_ids=self.task_ids,
-            num_batches=self.num_batches,
+            self._store, start_batch=start, rank=rank, world_size=world, **self.stream
         )
         return WindowDataLoader(
             dataset,

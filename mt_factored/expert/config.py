@@ -15,6 +15,7 @@ from typing import Any
 
 from mt_factored.artifacts.configs import DictRoundTrip
 from mt_factored.errors import InputError
+from mt_factored.nn.checks import check_world_model_config
 from mt_factored.tasks import get_task, get_task_set
 
 # Published multi-task model sizes (millions of parameters -> architecture).
@@ -104,9 +105,7 @@ class ExpertConfig(DictRoundTrip):
         for name in ("action_dims", "discounts", "task_names"):  # JSON gives lists
             object.__setattr__(self, name, tuple(getattr(self, name)))
         positive = ("obs_dim", "action_dim", "num_tasks", "enc_dim", "mlp_dim", "latent_dim")
-        for name in (*positive, "num_enc_layers", "simnorm_dim"):
-            if getattr(self, name) < 1:
-                raise InputError(f"ExpertConfig.{name} must be >= 1, got {getattr(self, name)}")
+        check_world_model_config(self, "ExpertConfig", (*positive, "num_enc_layers", "simnorm_dim"))
         if self.task_dim < 0:
             raise InputError(f"ExpertConfig.task_dim must be >= 0, got {self.task_dim}")
         if self.task_dim == 0 and self.num_tasks != 1:
@@ -120,29 +119,14 @@ class ExpertConfig(DictRoundTrip):
             raise InputError(f"num_bins must be >= 2, got {self.num_bins}")
         if not self.vmin < self.vmax:
             raise InputError(f"need vmin < vmax, got {self.vmin}, {self.vmax}")
-        if self.latent_dim % self.simnorm_dim:
-            raise InputError(
-                f"latent_dim ({self.latent_dim}) must be a multiple of simnorm_dim "
-                f"({self.simnorm_dim})"
-            )
         if not 0 <= self.dropout < 1:
             raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not self.log_std_min < self.log_std_max:
-            raise InputError(
-                f"need log_std_min < log_std_max, got {self.log_std_min}, {self.log_std_max}"
-            )
         for name in ("action_dims", "discounts", "task_names"):
             if len(getattr(self, name)) != self.num_tasks:
                 raise InputError(
                     f"ExpertConfig.{name} has {len(getattr(self, name))} entries for "
                     f"num_tasks={self.num_tasks}"
                 )
-        bad = [d for d in self.action_dims if not 1 <= d <= self.action_dim]
-        if bad:
-            raise InputError(f"action_dims must lie in [1, action_dim={self.action_dim}]: {bad}")
-        bad = [d for d in self.discounts if not 0 < d <= 1]
-        if bad:
-            raise InputError(f"discounts must lie in (0, 1]: {bad}")
         if len(set(self.task_names)) != self.num_tasks:
             raise InputError(f"task_names must be unique: {self.task_names}")
 

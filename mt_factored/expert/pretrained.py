@@ -24,14 +24,9 @@ from typing import Any
 import torch
 from huggingface_hub import ModelCard, ModelCardData
 
-from mt_factored import __version__
 from mt_factored.artifacts.atomic import atomic_write, staged_files
 from mt_factored.artifacts.folder import (
-    FORMAT_KEY,
-    MODEL_TYPE_KEY,
-    WEIGHTS_HASH_KEY,
-    config_from_json,
-    load_folder_model,
+    FolderKind,
     write_weights_and_config,
 )
 from mt_factored.constants import (
@@ -49,15 +44,10 @@ from mt_factored.expert.config import ExpertConfig
 from mt_factored.expert.model import TDMPC2Expert
 
 EXPERT_MODEL_TYPE = "tdmpc2-expert"
-"""Bumped when the expert folder's layout changes incompatibly."""
 CHECKPOINT_KEY = "checkpoint"
-METADATA_KEYS = (
-    FORMAT_KEY,
-    MODEL_TYPE_KEY,
-    "library_name",
-    "library_version",
-    CHECKPOINT_KEY,
-    WEIGHTS_HASH_KEY,
+"""The name of the public-layout checkpoint, in ``config.json``."""
+EXPERT_FOLDER = FolderKind(
+    EXPERT_MODEL_TYPE, EXPERT_FORMAT_VERSION, ExpertConfig, extra_metadata=(CHECKPOINT_KEY,)
 )
 
 
@@ -88,10 +78,7 @@ def save_expert_pretrained(
     with staged_files(folder, last=CONFIG_NAME) as staging:
         expert.save_checkpoint(staging / checkpoint_name)
         config = {
-            FORMAT_KEY: EXPERT_FORMAT_VERSION,
-            MODEL_TYPE_KEY: EXPERT_MODEL_TYPE,
-            "library_name": LIBRARY_NAME,
-            "library_version": __version__,
+            **EXPERT_FOLDER.header(),
             CHECKPOINT_KEY: checkpoint_name,
             **expert.config.to_dict(),
         }
@@ -118,44 +105,18 @@ def short_card(expert: TDMPC2Expert, checkpoint_name: str) -> ModelCard:
     return ModelCard(text)
 
 
-def expert_config_from_json(data: dict[str, Any], source: str) -> ExpertConfig:
-    """The :class:`ExpertConfig` of an expert ``config.json`` dict, after the version check."""
-    return config_from_json(
-        data,
-        ExpertConfig,
-        model_type=EXPERT_MODEL_TYPE,
-        format_version=EXPERT_FORMAT_VERSION,
-        metadata_keys=METADATA_KEYS,
-        source=source,
-    )
-
-
 def expert_from_pretrained(
     folder_or_repo: str | os.PathLike,
     *,
     revision: str | None = None,
     map_location: str | torch.device = "cpu",
-    cache_dir: str | os.PathLike | None = None,
-    force_download: bool = False,
-    local_files_only: bool = False,
-    token: str | bool | None = None,
+    **fetch: Any,
 ) -> TDMPC2Expert:
     """Load an expert folder written by :func:`save_expert_pretrained` (a folder or a Hub
     repo id through the HF cache) from its safetensors weights; returned in eval mode.
-
-    Raises:
-        ArtifactNotFoundError: no such folder / file, or not in the cache while offline.
-        ArtifactFormatError: another MAJOR ``format_version``, an invalid config, weights
-            that do not match the config or their checksum.
+    ``fetch``: huggingface_hub's ``cache_dir``, ``force_download``, ``local_files_only``,
+    ``token``. Errors: as :func:`mt_factored.artifacts.folder.load_folder_model`'s.
     """
-    return load_folder_model(
-        str(folder_or_repo),
-        expert_config_from_json,
-        TDMPC2Expert,
-        map_location=map_location,
-        revision=revision,
-        cache_dir=cache_dir,
-        force_download=force_download,
-        local_files_only=local_files_only,
-        token=token,
+    return EXPERT_FOLDER.load(
+        folder_or_repo, TDMPC2Expert, map_location, revision=revision, **fetch
     )

@@ -134,11 +134,38 @@ def card_data(tags: list[str], datasets: list[str] | None) -> ModelCardData:
     )
 
 
-def _names(repo_id: str | None, default: str) -> tuple[str, str, str]:
-    """(repo id shown, title, local folder of the download command)."""
-    repo = repo_id or f"ORG/{default}"
-    name = repo.split("/")[-1]
-    return repo, name, f"checkpoints/{name}"
+def _card(
+    role: str,
+    template: str,
+    tags: list[str],
+    default_name: str,
+    *,
+    repo_id: str | None,
+    results: Results | None,
+    results_meta: Mapping[str, Any] | None,
+    datasets: list[str] | None,
+    training: Mapping[str, Any] | None = None,
+    **fields: Any,
+) -> ModelCard:
+    """A card of ``role`` ("student" or "expert"): metadata, evaluation results, the names
+    every template shows (title, repo id, download folder) and the template's own ``fields``."""
+    data = card_data(tags, datasets)
+    repo = repo_id or f"ORG/{default_name}"
+    title = repo.split("/")[-1]
+    evals = eval_results(results, role)
+    if evals:
+        data.eval_results, data.model_name = evals, title
+    return ModelCard.from_template(
+        data,
+        template_str=template,
+        title=title,
+        repo_id=repo,
+        local_dir=f"checkpoints/{title}",
+        tdmpc2_paper=TDMPC2_PAPER,
+        results=results_markdown(results, role, results_meta),
+        reproduce=reproduce_markdown(training),
+        **fields,
+    )
 
 
 def student_card(
@@ -159,18 +186,16 @@ def student_card(
         datasets: Hub datasets it was trained on; default the public TD-MPC2 data.
     """
     c = student.config
-    data = card_data(STUDENT_TAGS, datasets)
-    repo, title, local_dir = _names(repo_id, "factored-student")
-    evals = eval_results(results, "student")
-    if evals:
-        data.eval_results, data.model_name = evals, title
-    return ModelCard.from_template(
-        data,
-        template_str=STUDENT_TEMPLATE,
-        title=title,
-        repo_id=repo,
-        local_dir=local_dir,
-        tdmpc2_paper=TDMPC2_PAPER,
+    return _card(
+        "student",
+        STUDENT_TEMPLATE,
+        STUDENT_TAGS,
+        "factored-student",
+        repo_id=repo_id,
+        results=results,
+        results_meta=results_meta,
+        datasets=datasets,
+        training=training,
         task_set=known_task_set(c.task_names),
         example_task=c.task_names[0],
         num_tasks=c.num_tasks,
@@ -185,8 +210,6 @@ def student_card(
         num_mlp_layers=c.num_mlp_layers,
         num_q=c.num_q,
         format_version=STUDENT_FORMAT_VERSION,
-        results=results_markdown(results, "student", results_meta),
-        reproduce=reproduce_markdown(training),
     )
 
 
@@ -200,20 +223,16 @@ def expert_card(
     datasets: list[str] | None = None,
 ) -> ModelCard:
     """The card of an expert folder (see :func:`mt_factored.expert.pretrained.save_expert_pretrained`)."""
-    data = card_data(EXPERT_TAGS, datasets)
-    repo, title, _ = _names(repo_id, Path(checkpoint_name).stem)
-    evals = eval_results(results, "expert")
-    if evals:
-        data.eval_results, data.model_name = evals, title
-    return ModelCard.from_template(
-        data,
-        template_str=EXPERT_TEMPLATE,
-        title=title,
-        repo_id=repo,
-        tdmpc2_paper=TDMPC2_PAPER,
+    return _card(
+        "expert",
+        EXPERT_TEMPLATE,
+        EXPERT_TAGS,
+        Path(checkpoint_name).stem,
+        repo_id=repo_id,
+        results=results,
+        results_meta=results_meta,
+        datasets=datasets,
         describe=expert.config.describe(),
         num_parameters=f"{expert.num_learnable_parameters():,}",
         checkpoint_name=checkpoint_name,
-        results=results_markdown(results, "expert", results_meta),
-        reproduce=reproduce_markdown(None),
     )

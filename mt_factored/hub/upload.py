@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi
 
@@ -71,26 +72,11 @@ def refuse_offline(what: str = "push to the Hub") -> None:
         )
 
 
-def push_folder(
-    folder: str | os.PathLike,
-    repo_id: str,
-    *,
-    private: bool | None = None,
-    revision: str | None = None,
-    commit_message: str = "Upload with mt_factored",
-    token: str | None = None,
-) -> CommitInfo:
+def push_folder(folder: str | os.PathLike, repo_id: str, **options: Any) -> CommitInfo:
     """Upload every file of ``folder`` to the model repo ``repo_id`` in one commit
-    (:func:`push_operations` of :func:`commit_operations`)."""
+    (:func:`push_operations` of :func:`commit_operations`; ``options`` as there)."""
     refuse_offline()
-    return push_operations(
-        commit_operations(folder),
-        repo_id,
-        private=private,
-        revision=revision,
-        commit_message=commit_message,
-        token=token,
-    )
+    return push_operations(commit_operations(folder), repo_id, **options)
 
 
 def push_operations(

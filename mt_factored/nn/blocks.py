@@ -66,7 +66,29 @@ def renormed_embedding(weight: torch.Tensor, ids: torch.Tensor, max_norm: float)
     return rows * scale
 
 
-class NormedLinear(nn.Linear):
+class _DropoutNormAct(nn.Module):
+    """What follows the linear map in TD-MPC2's layers: (dropout) -> normalisation -> act.
+
+    Mixed in before the linear class (``class X(_DropoutNormAct, nn.Linear)``), so that
+    ``super().forward`` is the linear map; subclasses give ``_normalise``.
+    """
+
+    def _add_tail(self, ln: nn.Module, dropout: float, act: nn.Module | None) -> None:
+        self.ln = ln
+        self.act = act if act is not None else nn.Mish()
+        self.dropout = nn.Dropout(dropout) if dropout else None
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = super().forward(x)
+        if self.dropout is not None:
+            x = self.dropout(x)
+        return self.act(self._normalise(x))
+
+
+class NormedLinear(_DropoutNormAct, nn.Linear):
     """Linear -> (dropout) -> LayerNorm -> activation (Mish unless given)."""
 
     def __init__(
@@ -77,15 +99,10 @@ class NormedLinear(nn.Linear):
         act: nn.Module | None = None,
     ) -> None:
         super().__init__(in_features, out_features)
-        self.ln = nn.LayerNorm(out_features)
-        self.act = act if act is not None else nn.Mish()
-        self.dropout = nn.Dropout(dropout) if dropout else None
+        self._add_tail(nn.LayerNorm(out_features), dropout, act)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = super().forward(x)
-        if self.dropout is not None:
-            x = self.dropout(x)
-        return self.act(self.ln(x))
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ln(x)
 
 
 def mlp(
@@ -157,7 +174,7 @@ class _EnsembleLayerNormParams(nn.Module):
         self.bias = nn.Parameter(torch.zeros(members, features))
 
 
-class EnsembleNormedLinear(EnsembleLinear):
+class EnsembleNormedLinear(_DropoutNormAct, EnsembleLinear):
     """Ensemble of NormedLinear layers: Linear -> (dropout) -> LayerNorm -> act."""
 
     def __init__(
@@ -169,18 +186,12 @@ class EnsembleNormedLinear(EnsembleLinear):
         act: nn.Module | None = None,
     ) -> None:
         super().__init__(members, in_features, out_features)
-        self.ln = _EnsembleLayerNormParams(members, out_features)
-        self.act = act if act is not None else nn.Mish()
-        self.dropout = nn.Dropout(dropout) if dropout else None
+        self._add_tail(_EnsembleLayerNormParams(members, out_features), dropout, act)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = super().forward(x)
-        if self.dropout is not None:
-            x = self.dropout(x)
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         x = F.layer_norm(x, (self.out_features,))
         shape = (self.members,) + (1,) * (x.dim() - 2) + (self.out_features,)
-        x = x * self.ln.weight.view(shape) + self.ln.bias.view(shape)
-        return self.act(x)
+        return x * self.ln.weight.view(shape) + self.ln.bias.view(shape)
 
 
 def ensemble_mlp(

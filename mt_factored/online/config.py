@@ -1,7 +1,7 @@
 """The schema of ``python -m mt_factored.train_expert`` (online TD-MPC2, paper Appendix A), and
 recipe -> objects for the trainer: model sizes and the device.
 
-Every key, its default and what it means; ``recipes/expert_train.yaml`` sets only the Hydra
+Every key, its default and what it means; ``mt_factored/recipes/expert_train.yaml`` sets only the Hydra
 settings. Re-running the same command resumes from ``<run_dir>/state.pt``; raising ``steps``
 continues a finished run.
 """
@@ -28,7 +28,7 @@ SIZES_DIR = RECIPES_DIR / "expert_size"
 
 
 def size_config(model_size: str | int) -> DictConfig:
-    """`recipes/expert_size/<model_size>.yaml` (5, "5", "5M" and "cpu" all work)."""
+    """`mt_factored/recipes/expert_size/<model_size>.yaml` (5, "5", "5M" and "cpu" all work)."""
     name = str(model_size).strip()
     folder = SIZES_DIR
     path = folder / f"{name}.yaml"
@@ -50,7 +50,7 @@ def build_expert_config(
 
     Args:
         task: a task name (e.g. "cartpole-balance").
-        model_size: a file of `recipes/expert_size/`: its `base` is a published size
+        model_size: a file of `mt_factored/recipes/expert_size/`: its `base` is a published size
             (`ExpertConfig.single_task(task, base)`), its other fields override it.
         changes: further field overrides (the recipe's `model.*`, a :data:`ExpertSizeOverrides`
             or a mapping; None values ignored).
@@ -215,7 +215,7 @@ class ExpertTrainConfig:
     task: str = "cartpole-balance"
     """Task name (mt30 or any task of mt_factored.tasks); the model uses its native sizes."""
     model_size: str = "cpu"
-    """A file of recipes/expert_size/ (cpu, 1, 5, 19, 48, 317)."""
+    """A file of mt_factored/recipes/expert_size/ (cpu, 1, 5, 19, 48, 317)."""
     model: ExpertSizeOverrides = field(default_factory=ExpertSizeOverrides)  # type: ignore[valid-type]
     seed: int = 1
     """Seeds torch, the replay sampler (seed), random actions (seed+1), MPPI (seed+2), the env."""

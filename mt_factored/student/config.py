@@ -16,6 +16,7 @@ from typing import Any
 from mt_factored.artifacts.configs import DictRoundTrip
 from mt_factored.constants import MT_ACTION_DIM, MT_OBS_DIM
 from mt_factored.errors import InputError
+from mt_factored.nn.checks import check_world_model_config
 from mt_factored.tasks import TaskSet, get_task, get_task_set
 
 Partition = tuple[tuple[int, ...], ...]
@@ -143,23 +144,7 @@ class StudentConfig(StudentSizes, DictRoundTrip):
             "num_q",
             "simnorm_dim",
         )
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise InputError(f"StudentConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.latent_dim % self.simnorm_dim:
-            raise InputError(
-                f"latent_dim ({self.latent_dim}) must be a multiple of simnorm_dim ({self.simnorm_dim})"
-            )
-        if not self.log_std_min < self.log_std_max:
-            raise InputError(
-                f"need log_std_min < log_std_max, got {self.log_std_min}, {self.log_std_max}"
-            )
-        bad = [d for d in self.action_dims if not 1 <= d <= self.action_dim]
-        if bad:
-            raise InputError(f"action_dims must lie in [1, action_dim={self.action_dim}]: {bad}")
-        bad = [d for d in self.discounts if not 0 < d <= 1]
-        if bad:
-            raise InputError(f"discounts must lie in (0, 1]: {bad}")
+        check_world_model_config(self, "StudentConfig", positive)
         for name, dim, groups in zip(
             self.task_names, self.action_dims, self.partitions, strict=True
         ):

@@ -28,14 +28,9 @@ from typing import Any, TypeVar
 import torch
 from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin
 
-from mt_factored import __version__
 from mt_factored.artifacts.atomic import staged_files
 from mt_factored.artifacts.folder import (
-    FORMAT_KEY,
-    MODEL_TYPE_KEY,
-    WEIGHTS_HASH_KEY,
-    config_from_json,
-    load_folder_model,
+    FolderKind,
     write_weights_and_config,
 )
 from mt_factored.artifacts.provenance import reproduce_markdown
@@ -53,17 +48,14 @@ from mt_factored.tasks.sets import TASK_SETS
 from mt_factored.tasks.spec import dm_control_names
 
 STUDENT_MODEL_TYPE = "factored-student"
-METADATA_KEYS = (
-    FORMAT_KEY,
-    MODEL_TYPE_KEY,
-    "library_name",
-    "library_version",
-    "task_set",
-    "tasks",
-    "embodiments",
-    WEIGHTS_HASH_KEY,
+STUDENT_FOLDER = FolderKind(
+    STUDENT_MODEL_TYPE,
+    STUDENT_FORMAT_VERSION,
+    StudentConfig,
+    extra_metadata=("task_set", "tasks", "embodiments"),
 )
-"""Keys of ``config.json`` that are not :class:`StudentConfig` fields."""
+"""A student folder's ``config.json``: its fields, the tables derived from them (read by
+people, skipped by loading) and the common metadata."""
 
 T = TypeVar("T", bound="StudentHubMixin")
 
@@ -146,27 +138,12 @@ def task_table(config: StudentConfig) -> list[dict[str, Any]]:
 def student_config_json(config: StudentConfig) -> dict[str, Any]:
     """The content of ``config.json`` (without the weights checksum)."""
     return {
-        FORMAT_KEY: STUDENT_FORMAT_VERSION,
-        MODEL_TYPE_KEY: STUDENT_MODEL_TYPE,
-        "library_name": LIBRARY_NAME,
-        "library_version": __version__,
+        **STUDENT_FOLDER.header(),
         **config.to_dict(),
         "task_set": known_task_set(config.task_names),
         "tasks": task_table(config),
         "embodiments": embodiment_table(config),
     }
-
-
-def student_config_from_json(data: dict[str, Any], source: str) -> StudentConfig:
-    """The :class:`StudentConfig` of a ``config.json`` dict, after the version check."""
-    return config_from_json(
-        data,
-        StudentConfig,
-        model_type=STUDENT_MODEL_TYPE,
-        format_version=STUDENT_FORMAT_VERSION,
-        metadata_keys=METADATA_KEYS,
-        source=source,
-    )
 
 
 # --------------------------------------------------------------------------------- mixin
@@ -254,59 +231,18 @@ class StudentHubMixin(PyTorchModelHubMixin):
         *,
         revision: str | None = None,
         map_location: str | torch.device = "cpu",
-        cache_dir: str | os.PathLike | None = None,
-        force_download: bool = False,
-        local_files_only: bool = False,
-        token: str | bool | None = None,
+        **fetch: Any,
     ) -> T:
         """Load a student from a folder, or from a Hub repo id through the HF cache.
 
         ``hf download ORG/NAME --local-dir X`` then ``from_pretrained(X)``, or
         ``from_pretrained("ORG/NAME", revision=...)`` (downloads into the HF cache; with
         ``HF_HUB_OFFLINE=1`` only the cache is used). The model comes back in eval mode.
-
-        Raises:
-            ArtifactNotFoundError: no such folder / file, or not in the cache while offline.
-            ArtifactFormatError: another MAJOR ``format_version``, an invalid config, weights
-                that do not match the config or their checksum.
+        ``fetch``: huggingface_hub's ``cache_dir``, ``force_download``, ``local_files_only``,
+        ``token``. Errors: as :func:`mt_factored.artifacts.folder.load_folder_model`'s. (The
+        mixin's own ``from_pretrained`` would decode the config itself, dropping
+        ``format_version`` and unknown fields silently.)
         """
-        return cls._from_pretrained(
-            model_id=str(pretrained_model_name_or_path),
-            revision=revision,
-            cache_dir=cache_dir,
-            force_download=force_download,
-            local_files_only=local_files_only,
-            token=token,
-            map_location=map_location,
-        )
-
-    @classmethod
-    def _from_pretrained(
-        cls: type[T],
-        *,
-        model_id: str,
-        revision: str | None,
-        cache_dir: str | os.PathLike | None,
-        force_download: bool,
-        local_files_only: bool,
-        token: str | bool | None,
-        map_location: str | torch.device = "cpu",
-        **unused: Any,
-    ) -> T:
-        """Mixin hook: fetch ``config.json`` and the weights, check them, build the model.
-
-        ``from_pretrained`` is overridden above because the mixin's version would decode the
-        config itself (dropping ``format_version`` and unknown fields silently) and treats a
-        missing ``config.json`` as a warning; ``unused`` takes what it would inject.
-        """
-        return load_folder_model(
-            model_id,
-            student_config_from_json,
-            cls,
-            map_location=map_location,
-            revision=revision,
-            cache_dir=cache_dir,
-            force_download=force_download,
-            local_files_only=local_files_only,
-            token=token,
+        return STUDENT_FOLDER.load(
+            pretrained_model_name_or_path, cls, map_location, revision=revision, **fetch
         )

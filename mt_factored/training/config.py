@@ -167,7 +167,7 @@ class TrainConfig:
     run_dir: str = "runs/${name}"
     """Checkpoints, logs and the Hydra record of the run."""
     student: StudentSpec = field(default_factory=StudentSpec)
-    """The student's sizes and agents (``model=<name>`` picks another set of sizes)."""
+    """The student's sizes and agents (``model@student=<name>`` picks another set of sizes)."""
     distill: DistillConfig = field(default_factory=DistillConfig)
     """The distillation loss (``distill=mse``: the regression ablation)."""
     planning: MPPIConfig = field(default_factory=MPPIConfig)

@@ -1,5 +1,7 @@
-"""Finetuning a pretrained student to tasks (and embodiments) it never saw: ``python -m
-mt_factored.finetune``.
+"""Finetune a pretrained student to tasks (and embodiments) it never saw.
+
+    python -m mt_factored.finetune recipe=finetune-quadruped pretrained=<folder | Hub id | .ckpt>
+    python -m mt_factored.finetune recipe=finetune-quadruped from_scratch=true run_dir=...
 
 Load the student -> extend it to the recipe's tasks (:func:`mt_factored.student.extend.
 extend_student`: new task rows, more joint rows, a wider encoder input, old outputs

@@ -46,14 +46,7 @@ def sweep_models(cfg: BudgetSweepConfig, tasks: list[str]) -> list[LoadedModel]:
     students = cfg.students
     if not students and cfg.expert is None:
         raise InputError("nothing to sweep: pass students=... and/or expert=...")
-    models = load_models(
-        tasks=tasks,
-        task_set=cfg.task_set,
-        expert=cfg.expert,
-        expert_model_size=cfg.expert_model_size,
-        students=students,
-        device=cfg.device,
-    )
+    models = load_models(cfg, students, tasks=tasks)
     return [m for label, m in models.items() if label != EXPERT] + (
         [models[EXPERT]] if EXPERT in models else []
     )

@@ -27,6 +27,7 @@ cluster becomes one agent. Three pure steps on transitions ``(s, a, s')``:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -41,6 +42,30 @@ Linkage = Literal["complete", "average"]
 LINKAGES = ("complete", "average")
 
 _CONSTANT_STD = 1e-8  # columns with a smaller standard deviation carry no signal
+
+
+@dataclass(kw_only=True)
+class Discovery:
+    """How :func:`discover_partition` measures influence and clusters (also the keys of
+    ``python -m mt_factored.partition``)."""
+
+    method: str = "regression"
+    """Influence of action dim i on state change j: regression (|coefficient| of a_i in a
+    ridge fit of ds on [s, a], standardised columns; holds the state fixed, so
+    feedback-policy data does not blur the profiles) or correlation (ED2's |Pearson(a_i,
+    ds_j)|)."""
+    ridge: float = 1.0e-3
+    """Ridge penalty per transition (standardised units)."""
+    min_t: float = 4.0
+    """Entries with |t statistic| below this count as no influence."""
+    linkage: str = "complete"
+    """Agglomerative clustering of the cosine similarity (0..1) of influence profiles:
+    complete merges while some two groups have EVERY cross pair at least ``threshold``
+    similar; average uses the mean cross pair (chains a~b~c can end up in one group)."""
+    threshold: float = 0.5
+    """Similarity at which groups merge."""
+    num_groups: int | None = None
+    """Force this many groups (null: use threshold)."""
 
 
 @dataclass(frozen=True)
@@ -237,22 +262,26 @@ def discover_partition(
     obs: np.ndarray,
     next_obs: np.ndarray,
     action: np.ndarray,
-    method: Method = "regression",
-    ridge: float = 1e-3,
-    min_t: float = 4.0,
-    threshold: float = 0.5,
-    num_groups: int | None = None,
-    linkage: Linkage = "complete",
+    settings: Discovery | None = None,
+    **overrides: object,
 ) -> PartitionResult:
     """Influence -> affinity -> clustering (see the module docstring and each step).
+
+    Args:
+        obs, next_obs, action: as for :func:`influence_matrix`.
+        settings: method, ridge, min_t, threshold, num_groups, linkage (default
+            :class:`Discovery`'s); ``overrides`` replace single ones, e.g. ``num_groups=2``.
 
     Returns:
         A :class:`PartitionResult`; ``result.partition`` is ready for
         ``StudentConfig.partitions``.
     """
-    influence = influence_matrix(obs, next_obs, action, method=method, ridge=ridge, min_t=min_t)
+    s = dataclasses.replace(settings or Discovery(), **overrides)
+    influence = influence_matrix(
+        obs, next_obs, action, method=s.method, ridge=s.ridge, min_t=s.min_t
+    )
     affinity = action_affinity(influence)
     partition, merges = cluster_actions(
-        affinity, threshold=threshold, num_groups=num_groups, linkage=linkage
+        affinity, threshold=s.threshold, num_groups=s.num_groups, linkage=s.linkage
     )
     return PartitionResult(partition, influence, affinity, merges)

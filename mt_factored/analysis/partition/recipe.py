@@ -1,4 +1,4 @@
-"""Write discovered partitions into a train recipe (``recipes/recipe/<name>.yaml``).
+"""Write discovered partitions into a train recipe (``mt_factored/recipes/recipe/<name>.yaml``).
 
 The recipe extends a base recipe and adds ``student.partitions``, which
 ``StudentConfig.for_task_set`` reads as ``{task name: groups}``::
@@ -78,7 +78,7 @@ def recipe_text(
     """The YAML of a recipe extending ``base`` with ``student.partitions``.
 
     Args:
-        base: name of the recipe to extend (``recipes/recipe/<base>.yaml``).
+        base: name of the recipe to extend (``mt_factored/recipes/recipe/<base>.yaml``).
         partitions: ``{task name: groups of action indices}``.
         comments: extra lines written as comments under the header.
     """
@@ -106,7 +106,7 @@ def write_recipe(
     comments: Sequence[str] = (),
     recipe_dir: str | os.PathLike | None = None,
 ) -> Path:
-    """Writes ``<recipe_dir>/<name>.yaml`` atomically (default dir: ``recipes/recipe``).
+    """Writes ``<recipe_dir>/<name>.yaml`` atomically (default dir: the package's ``mt_factored/recipes/recipe``).
 
     Raises:
         FileNotFoundError: ``base`` is no recipe in ``recipe_dirs(recipe_dir)``.

@@ -1,16 +1,18 @@
 """Sub-dynamics discovery as a command (``python -m mt_factored.partition``): per task the
 evidence (strongest influences, affinity matrix, merges), ``partition.json`` and the recipe.
-Settings and their meaning: ``recipes/partition.yaml``; the method: :mod:`.discover`."""
+Settings and their meaning: :class:`~mt_factored.analysis.config.PartitionConfig`; the method:
+:mod:`.discover`."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
 import numpy as np
 
 from mt_factored.analysis.config import PartitionConfig
-from mt_factored.analysis.partition.discover import PartitionResult, discover_partition
+from mt_factored.analysis.partition.discover import Discovery, PartitionResult, discover_partition
 from mt_factored.analysis.partition.recipe import train_command, write_recipe
 from mt_factored.analysis.partition.transitions import task_transitions
 from mt_factored.analysis.perturbations import actuator_names
@@ -76,31 +78,12 @@ def run_partition(cfg: PartitionConfig) -> dict[str, PartitionResult]:
         obs, next_obs, action = task_transitions(
             data, task, task_set, max_episodes=cfg.max_episodes, seed=cfg.seed
         )
-        result = discover_partition(
-            obs,
-            next_obs,
-            action,
-            method=cfg.method,
-            ridge=cfg.ridge,
-            min_t=cfg.min_t,
-            threshold=cfg.threshold,
-            num_groups=cfg.num_groups,
-            linkage=cfg.linkage,
-        )
+        result = discover_partition(obs, next_obs, action, cfg)
         actions, states = action_names(spec), state_names(spec)
         print(format_result(task, result, actions, states) + "\n")
         results[task] = result
         report[task] = result_json(result, actions, states) | {"transitions": len(obs)}
-    settings = (
-        "method",
-        "ridge",
-        "min_t",
-        "linkage",
-        "threshold",
-        "num_groups",
-        "max_episodes",
-        "seed",
-    )
+    settings = [f.name for f in dataclasses.fields(Discovery)] + ["max_episodes", "seed"]
     report["_settings"] = {k: getattr(cfg, k) for k in settings} | {"data": data}
     write_json(Path(cfg.out_dir) / "partition.json", report)
     if cfg.write_recipe:
