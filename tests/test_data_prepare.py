@@ -27,8 +27,8 @@ from mt_factored.data import (
     read_chunk,
     write_chunk,
 )
-from mt_factored.data.__main__ import main as cli
 from mt_factored.data.config import PrepareConfig
+from mt_factored.data_commands import main as cli
 
 prepare_module = importlib.import_module("mt_factored.data.prepare")  # `prepare` is the function
 CHUNK_TASKS = [(0, 4, 8, 4, 0), (8, 8, 29)]  # 5 + 3 episodes; shard_episodes=2 -> 3 + 2 shards

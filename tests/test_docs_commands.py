@@ -17,8 +17,8 @@ from omegaconf.errors import MissingMandatoryValue
 
 from mt_factored import cli
 from mt_factored.artifacts.configs import as_object
-from mt_factored.data.__main__ import COMMANDS as DATA_COMMANDS
-from mt_factored.hub.__main__ import COMMANDS as HUB_COMMANDS
+from mt_factored.data_commands import COMMANDS as DATA_COMMANDS
+from mt_factored.hub_commands import COMMANDS as HUB_COMMANDS
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted(ROOT.glob("*/README.md"))]

@@ -24,7 +24,7 @@ from tiny import write_tiny_expert
 from mt_factored import cli
 from mt_factored.constants import STUDENT_FORMAT_VERSION
 from mt_factored.hub import ArtifactFormatError, ArtifactNotFoundError, NewerFormatWarning
-from mt_factored.hub.__main__ import main as hub_main
+from mt_factored.hub_commands import main as hub_main
 from mt_factored.student import FactoredStudent, StudentConfig
 
 FILES = {"README.md", "config.json", "model.safetensors"}

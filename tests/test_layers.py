@@ -46,11 +46,10 @@ third-party library it keeps off the import path."""
 
 
 def unit_of(module: str) -> str:
-    """``mt_factored.expert.model`` -> ``expert``; entry points and ``__main__`` modules are
-    units of their own (layer 5)."""
+    """``mt_factored.expert.model`` -> ``expert``; a top-level module (an entry point) is a
+    unit of its own. A package's ``__main__`` belongs to the package (``python -m
+    mt_factored.data`` forwards to an entry point by name, importing nothing above)."""
     parts = module.split(".")
-    if parts[-1] == "__main__":
-        return module  # ``python -m mt_factored.data``: an entry point inside its package
     return parts[1] if len(parts) > 1 else "__init__"
 
 
@@ -71,9 +70,9 @@ def is_module(name: str) -> bool:
     return (PACKAGE / f"{name}.py").is_file() or (PACKAGE / name / "__init__.py").is_file()
 
 
-def imports(path: Path) -> list[tuple[str, int, bool, str]]:
+def imports(path: Path, typing_too: bool = False) -> list[tuple[str, int, bool, str]]:
     """(imported module, line, inside a function, source line) of every runtime import of
-    mt_factored in ``path``; ``if TYPE_CHECKING:`` blocks are skipped."""
+    mt_factored in ``path``; ``if TYPE_CHECKING:`` blocks are skipped unless ``typing_too``."""
     source = path.read_text()
     lines = source.splitlines()
     tree = ast.parse(source)
@@ -84,7 +83,11 @@ def imports(path: Path) -> list[tuple[str, int, bool, str]]:
 
     def visit(node: ast.AST, in_function: bool) -> None:
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+            if (
+                isinstance(child, ast.If)
+                and "TYPE_CHECKING" in ast.unparse(child.test)
+                and not typing_too
+            ):
                 continue
             inner = in_function or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
             names: list[str] = []
@@ -145,12 +148,39 @@ def find_cycle(graph: dict[str, dict[str, list[str]]]) -> list[str] | None:
     return None
 
 
-def test_no_cycle_between_packages() -> None:
-    graph = package_graph()
+def assert_no_cycle(graph: dict[str, dict[str, list[str]]], between: str) -> None:
     cycle = find_cycle(graph)
     pairs = zip(cycle, cycle[1:], strict=False) if cycle else []
     where = [f"{a} -> {b}: {graph[a][b][:3]}" for a, b in pairs]
-    assert cycle is None, "import cycle between packages:\n" + "\n".join(where)
+    assert cycle is None, f"import cycle between {between}:\n" + "\n".join(where)
+
+
+def test_no_cycle_between_packages() -> None:
+    assert_no_cycle(package_graph(), "packages")
+
+
+def module_graph() -> dict[str, dict[str, list[str]]]:
+    """module -> imported module -> ["file:line", ...], annotations-only imports included.
+
+    A package's ``__init__`` re-exports its modules, so an import of the package counts as an
+    import of its ``__init__`` only (not of every module it re-exports)."""
+    graph: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = module_name(path)
+        for name, line, _, _ in imports(path, typing_too=True):
+            while name not in MODULES and "." in name:
+                name = name.rpartition(".")[0]  # ``from pkg.mod import name`` -> pkg.mod
+            if name != source and not source.startswith(f"{name}."):
+                graph[source][name].append(f"{path.relative_to(PACKAGE.parent)}:{line}")
+    return graph
+
+
+MODULES = {module_name(p) for p in PACKAGE.rglob("*.py")}
+
+
+def test_no_cycle_between_modules() -> None:
+    """No two modules need each other, not even for annotations (``TYPE_CHECKING``)."""
+    assert_no_cycle(module_graph(), "modules")
 
 
 def test_imports_point_down_the_layers() -> None:

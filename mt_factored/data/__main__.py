@@ -1,56 +1,11 @@
-"""``python -m mt_factored.data``: prepare, inspect and verify the public TD-MPC2 data.
+"""``python -m mt_factored.data prepare|info|verify ...``: runs :mod:`mt_factored.data_commands`.
 
-    python -m mt_factored.data prepare source=hub task_set=mt30 out=data/mt30
-    python -m mt_factored.data prepare source=/path/to/chunks task_set=mt30 out=data/mt30
-    python -m mt_factored.data info data/mt30     (tasks, episodes, transitions, rewards)
-    python -m mt_factored.data verify data/mt30   (recompute every shard checksum)
-
-Arguments are Hydra's ``key=value`` (a bare PATH stands for ``path=PATH``); ``--help`` after a
-command lists its keys, their defaults and what they mean.
+The subcommands live with the other entry points, above every library package (they use the
+shared runner and the config schema); this module imports nothing of them and only hands the
+command line on, so that the data package stays in its layer.
 """
 
-from __future__ import annotations
-
-import dataclasses
-import sys
-
-from mt_factored import cli
-from mt_factored.artifacts.configs import as_object
-from mt_factored.data.config import DatasetPathConfig, PrepareConfig
-from mt_factored.data.info import dataset_summary, format_summary
-from mt_factored.data.prepare import prepare
-from mt_factored.data.shards import ShardedDataset
-
-
-def run_prepare(cfg: PrepareConfig) -> None:
-    cfg = as_object(cfg)
-    prepare(**dataclasses.asdict(cfg))  # PrepareConfig is the signature of `prepare`
-
-
-def run_info(cfg: DatasetPathConfig) -> None:
-    print(format_summary(dataset_summary(as_object(cfg).path)))
-
-
-def run_verify(cfg: DatasetPathConfig) -> None:
-    path = as_object(cfg).path
-    ds = ShardedDataset(path, verify=True)
-    print(f"{path}: {ds.num_shards} shards, {ds.num_episodes} episodes, checksums ok")
-
-
-COMMANDS = {
-    "prepare": cli.Subcommand("data_prepare", run_prepare, PrepareConfig.__doc__),
-    "info": cli.Subcommand(
-        "data_info", run_info, "Tasks, episodes, transitions and rewards.", positional="path"
-    ),
-    "verify": cli.Subcommand(
-        "data_verify", run_verify, "Recompute every shard checksum.", positional="path"
-    ),
-}
-
-
-def main(argv: list[str] | None = None) -> int:
-    return cli.main_with_subcommands("mt_factored.data", COMMANDS, argv)
-
+import runpy
 
 if __name__ == "__main__":
-    sys.exit(main())
+    runpy.run_module("mt_factored.data_commands", run_name="__main__", alter_sys=True)

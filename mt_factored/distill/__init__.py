@@ -2,14 +2,16 @@
 
 - `DistillConfig` (`config.py`): every constant (noise, temperatures, which terms and their
   coefficients).
-- `terms.py`: the registry of named loss terms (``reward_kl``, ``value_kl``, ``reward_mse``,
-  ``value_mse``, ``policy``, ``consistency``), one function each; ``@loss_term`` adds one.
+- `terms.py`: the named loss terms (``reward_kl``, ``value_kl``, ``reward_mse``,
+  ``value_mse``, ``policy``, ``consistency``), one function each; `registry.py`: what a term
+  is, ``@loss_term`` (which adds one) and the selection by the config's ``terms``.
 - `rollout.py`: noisy action sequences and both models' rollouts under them.
 - `distill_losses` (`losses.py`): one batch -> every selected term and their weighted sum.
 """
 
 from mt_factored.distill.config import PAPER_TERMS, DistillConfig, Normalize
 from mt_factored.distill.losses import distill_losses, log_keys, student_losses, terms_of
+from mt_factored.distill.registry import TERMS, DistillBatch, LossTerm, loss_term
 from mt_factored.distill.rollout import (
     ExpertRollout,
     StudentRollout,
@@ -17,16 +19,7 @@ from mt_factored.distill.rollout import (
     noisy_actions,
     student_rollout,
 )
-from mt_factored.distill.terms import (
-    TERMS,
-    DistillBatch,
-    LossTerm,
-    expert_scale,
-    loss_term,
-    masked_mse,
-    ranking_kl,
-    task_scale,
-)
+from mt_factored.distill.terms import expert_scale, masked_mse, ranking_kl, task_scale
 
 __all__ = [
     "PAPER_TERMS",

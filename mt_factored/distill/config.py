@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from mt_factored.artifacts.configs import DictRoundTrip
-from mt_factored.distill.terms import check_terms
+from mt_factored.distill.registry import check_terms
 from mt_factored.errors import InputError
 
 

@@ -16,13 +16,13 @@ import torch
 
 from mt_factored.constants import ACTION, OBS, TASK
 from mt_factored.distill.config import DistillConfig
+from mt_factored.distill.registry import DistillBatch, LossTerm, selected_terms
 from mt_factored.distill.rollout import (
     ExpertRollout,
     expert_rollout,
     noisy_actions,
     student_rollout,
 )
-from mt_factored.distill.terms import DistillBatch, LossTerm, selected_terms
 from mt_factored.expert.interface import Expert
 from mt_factored.student.model import FactoredStudent
 

@@ -22,7 +22,7 @@ import pickle
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 import torch
 
@@ -31,8 +31,20 @@ from mt_factored.errors import MismatchError, MissingError
 from mt_factored.expert.config import ExpertConfig
 from mt_factored.expert.shapes import Q_PREFIX, SIZE_FIELDS, infer_architecture, infer_hint
 
-if TYPE_CHECKING:
-    from mt_factored.expert.model import TDMPC2Expert
+
+class ConfiguredModel(Protocol):
+    """What these functions need of a model: its config and its state dict (a
+    :class:`~mt_factored.expert.model.TDMPC2Expert`, which calls them)."""
+
+    @property
+    def config(self) -> ExpertConfig: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> Any: ...
+
+
+ModelT = TypeVar("ModelT", bound=ConfiguredModel)
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +175,7 @@ def _strip_meta(state: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def module_state_dict(
-    state: Mapping[str, Any], model: TDMPC2Expert, source: str = "checkpoint"
+    state: Mapping[str, Any], model: ConfiguredModel, source: str = "checkpoint"
 ) -> dict[str, torch.Tensor]:
     """Converts a file's state dict (either layout) to `model.state_dict()`'s keys.
 
@@ -201,9 +213,7 @@ def _same(a: Any, b: Any) -> bool:
     )
 
 
-def load_into(
-    model: TDMPC2Expert, state: Mapping[str, Any], source: str = "checkpoint"
-) -> TDMPC2Expert:
+def load_into(model: ModelT, state: Mapping[str, Any], source: str = "checkpoint") -> ModelT:
     """Loads a file's state dict (either layout) into `model`, strictly.
 
     Raises:
@@ -242,8 +252,8 @@ def load_into(
 
 
 def load_state_dict_any_layout(
-    path: str | Path, model: TDMPC2Expert, map_location: str | torch.device = "cpu"
-) -> TDMPC2Expert:
+    path: str | Path, model: ModelT, map_location: str | torch.device = "cpu"
+) -> ModelT:
     """Reads `path` (either layout) into `model` and returns it."""
     return load_into(model, read_checkpoint(path, map_location), str(path))
 
@@ -284,7 +294,7 @@ def single_task_config(state: Mapping[str, Any], task: str) -> ExpertConfig:
 
 
 # ---------------------------------------------------------------- writing
-def public_state_dict(model: TDMPC2Expert) -> dict[str, Any]:
+def public_state_dict(model: ConfiguredModel) -> dict[str, Any]:
     """`model`'s state in the public new layout, as TD-MPC2's own `state_dict()` has it."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     batch = {"__batch_size": torch.Size([model.config.num_q]), "__device": None}
@@ -301,6 +311,6 @@ def public_state_dict(model: TDMPC2Expert) -> dict[str, Any]:
     return out
 
 
-def save_checkpoint(model: TDMPC2Expert, path: str | Path) -> Path:
+def save_checkpoint(model: ConfiguredModel, path: str | Path) -> Path:
     """Atomically writes `{"model": public_state_dict(model)}` to `path`; returns the path."""
     return save_torch({"model": public_state_dict(model)}, path)

@@ -1,36 +1,11 @@
-"""``python -m mt_factored.hub push``: publish a student or an expert on the Hugging Face Hub.
+"""``python -m mt_factored.hub push ...``: runs :mod:`mt_factored.hub_commands`.
 
-    python -m mt_factored.hub push checkpoint=runs/dmcontrol30/checkpoints/last.ckpt \\
-        repo_id=ORG/NAME results=results.json --dry-run          # -> runs/hub/ORG--NAME/
-    python -m mt_factored.hub push checkpoint=... repo_id=ORG/NAME [private=true] [revision=v1]
-
-Arguments are Hydra's ``key=value`` (``--dry-run`` stands for ``dry_run=true``);
-``python -m mt_factored.hub push --help`` lists every key, its default and what it means.
-The upload is ONE commit of every file of the folder: it lands whole or not at all.
-Authentication: HF_TOKEN or `hf auth login`.
+The subcommand lives with the other entry points, above every library package (it uses the
+shared runner and the config schema); this module imports nothing of it and only hands the
+command line on, so that the hub package stays in its layer.
 """
 
-from __future__ import annotations
-
-import sys
-
-from mt_factored import cli
-from mt_factored.artifacts.configs import as_object
-from mt_factored.hub.push import PushConfig, push
-
-COMMANDS = {
-    "push": cli.Subcommand(
-        "hub_push",
-        lambda cfg: push(as_object(cfg)),
-        PushConfig.__doc__,
-        flags={"--dry-run": "dry_run=true"},
-    )
-}
-
-
-def main(argv: list[str] | None = None) -> int:
-    return cli.main_with_subcommands("mt_factored.hub", COMMANDS, argv)
-
+import runpy
 
 if __name__ == "__main__":
-    sys.exit(main())
+    runpy.run_module("mt_factored.hub_commands", run_name="__main__", alter_sys=True)
