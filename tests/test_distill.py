@@ -11,10 +11,12 @@ from tiny import tiny_expert_config
 from mt_factored.constants import ACTION, OBS, REWARD, TASK
 from mt_factored.distill import (
     PAPER_TERMS,
+    TERMS,
     DistillConfig,
     distill_losses,
     expert_rollout,
     expert_scale,
+    loss_term,
     masked_mse,
     noisy_actions,
     ranking_kl,
@@ -23,7 +25,9 @@ from mt_factored.distill import (
     task_scale,
 )
 from mt_factored.expert import TDMPC2Expert
+from mt_factored.online.distill import train_fields
 from mt_factored.student import FactoredStudent, StudentConfig
+from mt_factored.training.module import DistillModule
 
 TINY = dict(latent_dim=16, mlp_dim=32, enc_dim=32, task_dim=8, agent_dim=8)
 PENDULUM, REACHER, WALKER = 7, 4, 1
@@ -311,3 +315,41 @@ def test_shared_normalisation_keeps_rewards_in_value_units(expert) -> None:
     weights = 0.5 ** torch.arange(3.0)
     expected = ranking_kl(st.reward, flat.reward, 1, scale=scale).mean(dim=-1)
     assert reward_loss("shared", flat) == pytest.approx(float((weights * expected).sum()), rel=1e-4)
+
+
+@pytest.fixture
+def spread_term():
+    """A term registered the way CONTRIBUTING.md says, removed again after the test."""
+    name = "test_value_spread"
+
+    @loss_term(name)
+    def value_spread(student, expert, batch, cfg):
+        return (student.value.std(2) - expert.value.std(1).unsqueeze(1)).square().mean()
+
+    yield name
+    del TERMS[name]
+
+
+def test_a_registered_term_is_summed_and_logged_by_both_loops(expert, spread_term) -> None:
+    cfg = DistillConfig(terms={**PAPER_TERMS, spread_term: 0.3})
+    batch = make_batch([WALKER, REACHER, PENDULUM])
+    out = distill_losses(make_student(), expert, batch, cfg, torch.Generator().manual_seed(0))
+    term = out[f"loss/{spread_term}"]
+    assert term.item() > 0
+    expected = (
+        0.5 * out["loss/reward_kl"] + 0.1 * out["loss/value_kl"] + 1.0 * out["loss/policy"]
+    ) + 0.3 * term
+    torch.testing.assert_close(out["loss"], expected)
+
+    module = DistillModule(
+        student=make_student().config.to_dict(),
+        distill=cfg.to_dict(),
+        optim={"lr": 1e-3},
+        expert=expert,
+    )
+    logged: dict[str, torch.Tensor] = {}
+    module.log = lambda name, value, **_: logged.__setitem__(name, value)
+    module.log_dict = lambda values, **_: logged.update(values)
+    module.training_step(batch, 0)
+    assert f"train/loss/{spread_term}" in logged  # the Lightning loop
+    assert f"distill_{spread_term}" in train_fields(cfg)  # the online trainer's train.csv
