@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from mt_factored.analysis.config import (
     BudgetSweepConfig,
     EvaluateConfig,
+    FidelityCommandConfig,
     PartitionConfig,
     VizConfig,
 )
@@ -43,6 +44,7 @@ COMMANDS: dict[str, type] = {
     "train": TrainConfig,
     "finetune": FinetuneConfig,
     "evaluate": EvaluateConfig,
+    "fidelity": FidelityCommandConfig,
     "budget_sweep": BudgetSweepConfig,
     "viz": VizConfig,
     "partition": PartitionConfig,

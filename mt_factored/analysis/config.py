@@ -17,6 +17,7 @@ from mt_factored.analysis.budget.grid import BudgetScaling
 from mt_factored.analysis.partition.discover import Discovery
 from mt_factored.planning.base import MPPIConfig
 from mt_factored.planning.episodes import EpisodeConfig
+from mt_factored.planning.fidelity import FidelityConfig
 
 
 @dataclass(kw_only=True)
@@ -174,3 +175,31 @@ class PartitionConfig(Discovery):
     """Write the recipe (false: only print and write partition.json)."""
     out_dir: str = "runs/partition/${now:%Y-%m-%d_%H-%M-%S}"
     """partition.json (influence, affinity, merges, partition per task) goes here."""
+
+
+@dataclass(kw_only=True)
+class FidelityCommandConfig(ModelsConfig):
+    """``python -m mt_factored.fidelity``: does the student's MPPI pick what the expert's would?
+
+    At fixed states per task (from the data and from the student's own episodes) both models
+    plan at the same budget and the expert's H-step return scores both plans
+    (:mod:`mt_factored.planning.fidelity`). Seconds per task instead of an evaluation run.
+    """
+
+    student: str = MISSING
+    """The student: a Lightning .ckpt, a saved student folder or a Hub id."""
+    data: Any = None
+    """The training data (a prepared shard dir or official chunks) for the data states;
+    null: only the student's own states."""
+    fidelity: FidelityConfig = field(default_factory=FidelityConfig)
+    """States, candidates and seed of the metric."""
+    planning: MPPIConfig = field(
+        default_factory=lambda: MPPIConfig(
+            num_samples=128, iterations=2, num_elites=16, num_pi_trajs=16
+        )
+    )
+    """MPPI settings of BOTH planners (the same budget; default the quickstart student's)."""
+    out: str | None = None
+    """Also write the results as JSON here."""
+    out_dir: str = "runs/fidelity/${now:%Y-%m-%d_%H-%M-%S}"
+    """Folder of the Hydra record."""

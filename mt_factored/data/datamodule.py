@@ -69,6 +69,12 @@ class WindowDataModule(L.LightningDataModule):
         if self._store is None:
             self._store = open_store(self.source)
 
+    @property
+    def store(self) -> EpisodeStore:
+        """The episodes the windows are cut from (opened on first use)."""
+        self.setup()
+        return self._store
+
     def _trainer_position(self) -> int:
         return self.trainer.global_step * self.trainer.accumulate_grad_batches
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,11 @@ from mt_factored.errors import MissingError
 from mt_factored.expert.interface import Expert
 from mt_factored.expert.resolve import load_expert
 from mt_factored.planning.base import MPPIConfig, with_overrides
+from mt_factored.planning.fidelity import format_table as fidelity_table
 from mt_factored.planning.report import comparison_table
 from mt_factored.student import StudentConfig
 from mt_factored.tasks import TaskSet, get_task_set
-from mt_factored.training.callbacks import PlanningEvalCallback
+from mt_factored.training.callbacks import FidelityCallback, PlanningEvalCallback
 from mt_factored.training.config import TrainConfig
 from mt_factored.training.module import DistillModule
 
@@ -139,6 +141,24 @@ def build_eval_callback(
     )
 
 
+def build_fidelity_callback(
+    cfg: TrainConfig, task_set: TaskSet, tasks: list[str]
+) -> FidelityCallback | None:
+    """The fidelity metric during training (None when ``eval.fidelity_every_n_steps`` is 0);
+    both models plan at the student's budget."""
+    if cfg.eval.fidelity_every_n_steps <= 0:
+        return None
+    eval_tasks = list(cfg.eval.tasks) if cfg.eval.tasks else tasks
+    return FidelityCallback(
+        tasks=eval_tasks,
+        task_ids=[task_set.index(t) for t in eval_tasks],
+        obs_dim=task_set.max_obs_dim,
+        planning=student_planning_config(cfg) or cfg.planning,
+        config=cfg.eval.fidelity,
+        every_n_steps=cfg.eval.fidelity_every_n_steps,
+    )
+
+
 def build_trainer(cfg: TrainConfig, run_dir: Path, callbacks: list) -> L.Trainer:
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
@@ -176,13 +196,14 @@ def fit_and_report(
     module: L.LightningModule,
     datamodule: L.LightningDataModule,
     evaluator: PlanningEvalCallback,
+    extra_callbacks: Sequence[L.Callback] = (),
 ) -> dict:
     """Fit (resuming as ``cfg.resume`` says), evaluate at the end, print the comparison table.
 
     Returns:
         ``{"student": ..., "expert": ...}``: the last evaluation results.
     """
-    trainer = build_trainer(cfg, run_dir, callbacks=[evaluator])
+    trainer = build_trainer(cfg, run_dir, callbacks=[evaluator, *extra_callbacks])
     ckpt_path = resolve_resume(cfg, run_dir)
     if ckpt_path:
         log.info("resuming from %s", ckpt_path)
@@ -193,4 +214,7 @@ def fit_and_report(
         evaluator.evaluate_now(trainer, module)
     if trainer.is_global_zero and evaluator.last_results:
         print(comparison_table(evaluator.last_results, evaluator.expert_results))
+        for callback in extra_callbacks:
+            if isinstance(callback, FidelityCallback) and callback.last_results:
+                print(fidelity_table(callback.last_results))
     return {"student": evaluator.last_results, "expert": evaluator.expert_results}

@@ -1,4 +1,5 @@
-"""Callbacks: periodic evaluation of the student (and the expert) in dm_control."""
+"""Callbacks: periodic evaluation of the student (and the expert) in dm_control, and the
+planning-fidelity metric."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from mt_factored.planning.episodes import (
     single_env_latency_ms,
 )
 from mt_factored.planning.expert_adapter import ExpertPlanningModel
+from mt_factored.planning.fidelity import FidelityConfig, FidelityProbe, TaskFidelity, summary
 from mt_factored.planning.mppi import MPPIPlanner
 from mt_factored.planning.student_adapter import StudentPlanningModel
 from mt_factored.training.config import TrainEvalConfig
@@ -137,4 +139,72 @@ class PlanningEvalCallback(L.Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self.evaluation.at_end:
+            self._run(trainer, pl_module)
+
+
+class FidelityCallback(L.Callback):
+    """Every ``every_n_steps`` optimizer steps and at the end, score the student's planning
+    against the expert's (:class:`~mt_factored.planning.fidelity.FidelityProbe`) and log
+    ``val/fidelity/<task>/<source>/<metric>`` and ``val/fidelity/regret``.
+
+    The data states come from the run's data module; the expert's plans at them are computed
+    at the first round and reused. Runs on global rank 0 only.
+    """
+
+    def __init__(
+        self,
+        tasks: Sequence[str],
+        task_ids: Sequence[int],
+        obs_dim: int,
+        planning: MPPIConfig,
+        config: FidelityConfig,
+        every_n_steps: int,
+    ) -> None:
+        super().__init__()
+        self.tasks = dict(zip(tasks, task_ids, strict=True))
+        self.obs_dim, self.planning, self.config = obs_dim, planning, config
+        self.every_n_steps = every_n_steps
+        self.probe: FidelityProbe | None = None
+        self.last_results: dict[str, dict[str, TaskFidelity]] = {}
+        self._last_step = -1
+
+    @rank_zero_only
+    def _run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        step = trainer.global_step
+        if step == self._last_step:
+            return
+        self._last_step = step
+        if self.probe is None:
+            datamodule = trainer.datamodule
+            store = getattr(datamodule, "store", None) if datamodule is not None else None
+            self.probe = FidelityProbe(
+                pl_module.expert,
+                self.tasks,
+                self.obs_dim,
+                self.planning,
+                store=store,
+                config=self.config,
+                device=pl_module.device,
+            )
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            self.last_results = self.probe.measure(pl_module.student)
+        finally:
+            pl_module.train(was_training)
+        metrics = {f"val/fidelity/{k}": v for k, v in summary(self.last_results).items()}
+        for task, by_source in self.last_results.items():
+            for source, r in by_source.items():
+                for name in ("regret", "q_regret", "rank_joint", "rank_agent"):
+                    metrics[f"val/fidelity/{task}/{source}/{name}"] = getattr(r, name)
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=step)
+        log.info("step %d fidelity: regret %.3f", step, metrics.get("val/fidelity/regret", 0))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0:
+            self._run(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.every_n_steps > 0:
             self._run(trainer, pl_module)

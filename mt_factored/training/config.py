@@ -16,6 +16,7 @@ from omegaconf import MISSING
 from mt_factored.distill import DistillConfig
 from mt_factored.planning.base import MPPIConfig, MPPIOverrides
 from mt_factored.planning.episodes import EpisodeConfig
+from mt_factored.planning.fidelity import FidelityConfig
 from mt_factored.student.config import StudentSpec
 
 
@@ -70,6 +71,11 @@ class TrainEvalConfig(EpisodeConfig):
     iterations: 2, num_elites: 16, num_pi_trajs: 16}``); the fields left null are
     ``planning``'s, and with all of them null the student plans with the expert's budget. The
     table then also times the student at the expert's budget."""
+    fidelity_every_n_steps: int = 0
+    """Log the planning-fidelity metric (``val/fidelity/...``, :mod:`mt_factored.planning.fidelity`)
+    every n optimizer steps and at the end; 0: never. Both models plan at the student's budget."""
+    fidelity: FidelityConfig = field(default_factory=FidelityConfig)
+    """States, candidates and seed of the fidelity metric."""
 
 
 @dataclass
@@ -144,6 +150,9 @@ class TrainConfig:
     """Run name (default: the recipe's)."""
     seed: int = 1
     """Seeds torch, the window stream and the action noise."""
+    threads: int | None = None
+    """torch intra-op threads (null: torch's default, the machine's cores). Results depend on
+    it (float reductions split differently), so a recipe whose table is quoted pins it."""
     task_set: str = "mt30"
     """Task set of the student and of the data's task ids (mt30, dmc_extra)."""
     tasks: list[str] | None = None
