@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import lightning as L
+import torch
 from omegaconf import DictConfig
 
 from mt_factored import cli
@@ -23,6 +24,8 @@ from mt_factored.training.config import TrainConfig
 def run(cfg: DictConfig | TrainConfig) -> dict:
     """Train as ``cfg`` says; returns the last evaluation results (student, expert)."""
     cfg = as_object(cfg)
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
     L.seed_everything(cfg.seed, workers=True)
     run_dir = Path(cfg.run_dir)
     task_set, tasks = build.build_task_set(cfg)
@@ -30,7 +33,9 @@ def run(cfg: DictConfig | TrainConfig) -> dict:
     datamodule = build.build_datamodule(cfg, task_set, tasks)
     module = build.build_module(cfg, task_set, expert)
     evaluator = build.build_eval_callback(cfg, task_set, tasks)
-    return build.fit_and_report(cfg, run_dir, module, datamodule, evaluator)
+    fidelity = build.build_fidelity_callback(cfg, task_set, tasks)
+    extra = [fidelity] if fidelity is not None else []
+    return build.fit_and_report(cfg, run_dir, module, datamodule, evaluator, extra)
 
 
 def main() -> int:

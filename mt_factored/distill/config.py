@@ -24,6 +24,29 @@ class Normalize(str, Enum):
     """Nothing: the temperatures act on raw returns."""
 
 
+class Noise(str, Enum):
+    """How the K action sequences of each window are drawn."""
+
+    gaussian = "gaussian"
+    """The paper's: the data actions plus Gaussian noise of ``noise_std``."""
+    planner = "planner"
+    """What MPPI tries: around several centers (``planner_centers``) with a std drawn
+    log-uniformly in ``planner_std`` per sequence, and, for a share
+    ``single_agent_fraction`` of them, moving one agent only (the question decentralized
+    planning asks each agent)."""
+
+
+class Center(str, Enum):
+    """A sequence the planner-like candidates are drawn around."""
+
+    data = "data"
+    """The window's recorded actions."""
+    expert_policy = "expert_policy"
+    """The expert's policy-mean rollout from the window's first state (near the expert's plan)."""
+    student_policy = "student_policy"
+    """The student's policy-mean rollout (where the student's own planner starts)."""
+
+
 PAPER_TERMS = {"reward_kl": 0.5, "value_kl": 0.1, "policy": 1.0}
 """Fac-TDMPC's loss (Table 2): reward and value ranking, policy-prior regression."""
 
@@ -82,6 +105,17 @@ class DistillConfig(DictRoundTrip):
     expert cannot tell apart gives a near-uniform target, not amplified noise."""
     value_std_floor: float = 1.0
     """Smallest divisor for values (value units, ~1/(1-discount) times the reward floor)."""
+    return_std_floor: float = 0.01
+    """Smallest divisor of the H-step returns of ``return_kl`` (value units)."""
+    noise: Noise = Noise.gaussian
+    """gaussian: the paper's noise around the data actions; planner: candidates like MPPI's
+    (see :class:`Noise`)."""
+    planner_centers: tuple[Center, ...] = (Center.data, Center.expert_policy, Center.student_policy)
+    """Centers of the planner-like candidates (sample k uses center k mod their count)."""
+    planner_std: tuple[float, float] = (0.05, 2.0)
+    """(min, max) of the log-uniform std of the planner-like candidates (MPPI's std bounds)."""
+    single_agent_fraction: float = 0.5
+    """Share of the planner-like candidates that move one real agent only."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "terms", {str(k): float(v) for k, v in dict(self.terms).items()})
@@ -109,6 +143,28 @@ class DistillConfig(DictRoundTrip):
                 f"DistillConfig.normalize must be one of {[n.value for n in Normalize]}, "
                 f"got {self.normalize!r}"
             ) from None
+        try:
+            object.__setattr__(self, "noise", Noise(self.noise))
+            centers = tuple(Center(c) for c in self.planner_centers)
+        except ValueError as err:
+            raise InputError(
+                f"DistillConfig: {err}",
+                f"noise is one of {[n.value for n in Noise]}, planner_centers a list of "
+                f"{[c.value for c in Center]}",
+            ) from None
+        if not centers:
+            raise InputError("DistillConfig.planner_centers is empty", "name at least one center")
+        object.__setattr__(self, "planner_centers", centers)
+        low, high = (float(x) for x in self.planner_std)
+        if not 0 < low <= high:
+            raise InputError(
+                f"DistillConfig.planner_std must be 0 < min <= max, got {self.planner_std}"
+            )
+        object.__setattr__(self, "planner_std", (low, high))
+        if not 0 <= self.single_agent_fraction <= 1:
+            raise InputError(
+                f"DistillConfig.single_agent_fraction must be in [0, 1], got {self.single_agent_fraction}"
+            )
         if self.num_noise_samples < 2:
             raise InputError(
                 f"num_noise_samples must be >= 2 to rank, got {self.num_noise_samples}"
@@ -120,6 +176,7 @@ class DistillConfig(DictRoundTrip):
             "expert_temperature",
             "reward_std_floor",
             "value_std_floor",
+            "return_std_floor",
         ):
             if getattr(self, name) <= 0:
                 raise InputError(f"DistillConfig.{name} must be > 0, got {getattr(self, name)}")

@@ -15,12 +15,16 @@ from __future__ import annotations
 import torch
 
 from mt_factored.constants import ACTION, OBS, TASK
-from mt_factored.distill.config import DistillConfig
+from mt_factored.distill.config import Center, DistillConfig, Noise
 from mt_factored.distill.registry import DistillBatch, LossTerm, selected_terms
 from mt_factored.distill.rollout import (
     ExpertRollout,
+    agent_env_masks,
+    expert_policy_sequence,
     expert_rollout,
     noisy_actions,
+    planner_actions,
+    student_policy_sequence,
     student_rollout,
 )
 from mt_factored.expert.interface import Expert
@@ -62,6 +66,35 @@ def log_keys(cfg: DistillConfig, has_policy_prior: bool = True) -> tuple[str, ..
     return (LOSS_KEY, *(f"loss/{t.name}" for t, _ in terms), *METRIC_KEYS)
 
 
+def planner_candidates(
+    student: FactoredStudent,
+    expert: Expert,
+    obs0: torch.Tensor,
+    data_action: torch.Tensor,
+    task: torch.Tensor,
+    mask: torch.Tensor,
+    cfg: DistillConfig,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """``cfg.num_noise_samples`` planner-like sequences ``[K, B, H, A]`` (``noise: planner``)."""
+    horizon = data_action.shape[1]
+    make = {
+        Center.data: lambda: data_action,
+        Center.expert_policy: lambda: expert_policy_sequence(expert, obs0, task, horizon),
+        Center.student_policy: lambda: student_policy_sequence(student, obs0, task, horizon),
+    }
+    centers = torch.stack([make[c]() for c in cfg.planner_centers]) * mask[:, None]
+    return planner_actions(
+        centers,
+        mask,
+        cfg.num_noise_samples,
+        cfg.planner_std,
+        generator,
+        agent_masks=agent_env_masks(student, task),
+        single_agent_fraction=cfg.single_agent_fraction,
+    )
+
+
 def distill_losses(
     student: FactoredStudent,
     expert: Expert,
@@ -88,14 +121,18 @@ def distill_losses(
     obs, task, k = batch[OBS], batch[TASK].long(), cfg.num_noise_samples
     mask = student.merge_actions(student.agent_action_mask(task), task)  # [B, A]
     terms = terms_of(student, cfg)
-    actions = noisy_actions(
-        batch[ACTION].to(obs.dtype),
-        mask,
-        k,
-        cfg.sample_stds(),
-        generator,
-        keep_data_action=any(t.data_action for t, _ in terms),
-    )  # [K(+1), B, H, A], masked
+    data_action = batch[ACTION].to(obs.dtype)
+    keep_data_action = any(t.data_action for t, _ in terms)
+    if cfg.noise == Noise.planner:
+        actions = planner_candidates(
+            student, expert, obs[:, 0], data_action, task, mask, cfg, generator
+        )
+        if keep_data_action:
+            actions = torch.cat([actions, (data_action * mask[:, None]).unsqueeze(0)])
+    else:
+        actions = noisy_actions(
+            data_action, mask, k, cfg.sample_stds(), generator, keep_data_action=keep_data_action
+        )  # [K(+1), B, H, A], masked
     with_pi = any(t.expert_policy for t, _ in terms)
     targets = expert_rollout(expert, obs[:, 0], actions[:k], task, with_pi)
     return student_losses(student, batch, actions, targets, cfg)

@@ -13,6 +13,7 @@ to every other term.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import NamedTuple
@@ -52,6 +53,74 @@ def noisy_actions(
     if keep_data_action:
         noisy = torch.cat([noisy, action.unsqueeze(0)], dim=0)
     return noisy * mask[:, None, :]
+
+
+def planner_actions(
+    centers: torch.Tensor,
+    mask: torch.Tensor,
+    num_samples: int,
+    std_range: tuple[float, float],
+    generator: torch.Generator | None = None,
+    agent_masks: torch.Tensor | None = None,
+    single_agent_fraction: float = 0.0,
+) -> torch.Tensor:
+    """``num_samples`` candidate sequences like the ones MPPI scores: ``[K, B, H, A]``.
+
+    Sample k is drawn around ``centers[k % C]`` (``centers [C, B, H, A]``) with a std drawn
+    log-uniformly in ``std_range`` per sample and window (MPPI's std moves from its max to its
+    min over the iterations). With ``agent_masks [B, N, A]`` (1 on the entries each agent
+    controls) a share ``single_agent_fraction`` of the samples moves one real agent only, the
+    others staying at the center. Clamped to [-1, 1], multiplied by ``mask [B, A]``.
+    """
+    num_centers, batch, horizon, dims = centers.shape
+    like = dict(dtype=centers.dtype, device=centers.device)
+    center = centers[torch.arange(num_samples, device=centers.device) % num_centers]
+    low, high = math.log(std_range[0]), math.log(std_range[1])
+    u = torch.rand((num_samples, batch, 1, 1), generator=generator, **like)
+    noise = torch.randn((num_samples, batch, horizon, dims), generator=generator, **like)
+    noise = noise * torch.exp(low + (high - low) * u)
+    if agent_masks is not None and single_agent_fraction > 0:
+        real = (agent_masks.sum(-1) > 0).to(centers.dtype)  # [B, N]
+        pick = torch.multinomial(real, num_samples, replacement=True, generator=generator)  # [B, K]
+        one = torch.gather(agent_masks, 1, pick[..., None].expand(-1, -1, dims))  # [B, K, A]
+        single = torch.rand((num_samples, batch, 1), generator=generator, **like)
+        moved = torch.where(single < single_agent_fraction, one.transpose(0, 1), 1.0)
+        noise = noise * moved[:, :, None]
+    return (center + noise).clamp(-1.0, 1.0) * mask[:, None, :]
+
+
+@torch.no_grad()
+def expert_policy_sequence(
+    expert: Expert, obs0: torch.Tensor, task: torch.Tensor, horizon: int
+) -> torch.Tensor:
+    """The expert's policy-mean rollout from ``obs0 [B, obs_dim]``: ``[B, H, A]``."""
+    z, steps = expert.encode(obs0, task), []
+    for _ in range(horizon):
+        steps.append(expert.pi_mean(z, task))
+        z = expert.next(z, steps[-1], task)
+    return torch.stack(steps, dim=1)
+
+
+@torch.no_grad()
+def student_policy_sequence(
+    student: FactoredStudent, obs0: torch.Tensor, task: torch.Tensor, horizon: int
+) -> torch.Tensor:
+    """The student's policy-mean rollout from ``obs0 [B, obs_dim]``: ``[B, H, A]``."""
+    cond = student.condition(task)
+    s, steps = student.encode(obs0, task), []
+    for _ in range(horizon):
+        action = student.pi(s, cond).mean  # [B, N, G]
+        steps.append(student.merge_actions(action, task))
+        s = student.next(s, action, cond)
+    return torch.stack(steps, dim=1)
+
+
+def agent_env_masks(student: FactoredStudent, task: torch.Tensor) -> torch.Tensor:
+    """``[B, N, A]``: 1 on the environment action entries each agent of ``task [B]`` controls."""
+    layout = student.agent_action_mask(task)  # [B, N, G]
+    n = layout.shape[1]
+    one_agent = torch.eye(n, dtype=layout.dtype, device=layout.device)
+    return student.merge_actions(one_agent[None, :, :, None] * layout[:, None], task[:, None])
 
 
 class ExpertRollout(NamedTuple):

@@ -177,6 +177,50 @@ def policy(
     return (batch.weights * per_step).sum()
 
 
+def expert_plan_returns(ex: ExpertRollout) -> torch.Tensor:
+    """The expert's MPPI objective of each sequence, ``[K, B]``: ``sum_h gamma^h r_h +
+    gamma^H mean_members Q(z_H, pi_mean(z_H))`` (TD-MPC2's planning return, with the policy
+    mean for a deterministic target)."""
+    task = ex.task
+    with torch.no_grad():
+        discount = ex.model.discounts.to(ex.reward)[task]  # [B]
+        powers = discount ** torch.arange(ex.reward.shape[0] + 1, device=discount.device)[:, None]
+        z_h = ex.final_latent  # [K, B, L]
+        pi = ex.model.pi_mean(z_h, task)
+        terminal = ex.model.q_all(z_h, pi, task).mean(dim=0).squeeze(-1)  # [K, B]
+        return (powers[:-1, None] * ex.reward).sum(0) + powers[-1] * terminal
+
+
+def student_plan_returns(st: StudentRollout) -> torch.Tensor:
+    """The student's decentralized MPPI objective summed over its agents, ``[K, B]``: per agent
+    ``sum_h gamma^h r_k,h + gamma^H mean_members q_k(s_k,H, pi_k mean)``, then the sum over the
+    task's agents (padded agents contribute 0)."""
+    model, cond = st.model, st.cond
+    discount = cond.discount  # [B]
+    powers = discount ** torch.arange(st.reward.shape[0] + 1, device=discount.device)[:, None]
+    s_h = st.latents[-1]  # [K, B, N, m]
+    pi = model.pi(s_h, cond).mean.detach()  # a proposal: the ranking trains q, not the prior
+    terminal = model.q(s_h, pi, cond).mean(dim=0)  # [K, B, N]
+    terminal = (terminal * cond.agent_mask.to(terminal.dtype)).sum(-1)
+    return (powers[:-1, None] * st.reward).sum(0) + powers[-1] * terminal
+
+
+@loss_term("return_kl", policy_prior=True)
+def return_kl(
+    st: StudentRollout, ex: ExpertRollout, batch: DistillBatch, cfg: DistillConfig
+) -> torch.Tensor:
+    """Rank the K sequences by what the planner maximises, like the expert: ``KL(softmax(J^e /
+    sigma) || softmax(J / sigma))`` with J the H-step planning return (discounted rewards plus
+    the terminal value at the policy's action) and sigma the expert's std of J over the K
+    sequences (floored at ``return_std_floor``). Per-step ranking (reward_kl, value_kl) does not
+    ask this question: MPPI scores whole sequences by exactly this sum."""
+    expert_j = expert_plan_returns(ex)
+    student_j = student_plan_returns(st)
+    scale = expert_scale(expert_j, 0, cfg.return_std_floor)
+    temps = (cfg.student_temperature, cfg.expert_temperature)
+    return ranking_kl(student_j, expert_j, 0, *temps, scale).mean()
+
+
 @loss_term("consistency", data_action=True)
 def consistency(
     st: StudentRollout, ex: ExpertRollout, batch: DistillBatch, cfg: DistillConfig

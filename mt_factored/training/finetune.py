@@ -148,6 +148,8 @@ def expert_spec(expert: Any, tasks: list[str]) -> Mapping[str, str]:
 def run_finetune(cfg: DictConfig | FinetuneConfig) -> dict:
     """Finetune as ``cfg`` says; returns the last evaluation results (student, expert)."""
     cfg = as_object(cfg)
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
     L.seed_everything(cfg.seed, workers=True)
     run_dir = Path(cfg.run_dir)
     data_set, tasks = build.build_task_set(cfg)  # ids of the data; unknown names fail here
