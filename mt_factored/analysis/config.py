@@ -175,6 +175,19 @@ class PartitionConfig(Discovery):
     """Write the recipe (false: only print and write partition.json)."""
     out_dir: str = "runs/partition/${now:%Y-%m-%d_%H-%M-%S}"
     """partition.json (influence, affinity, merges, partition per task) goes here."""
+    expert: Any = None
+    """``method=interaction``: the expert whose planning return is measured (a checkpoint,
+    ``hub:...`` or ``{task-name: checkpoint}``)."""
+    expert_model_size: int | str = 5
+    """Size of a public multi-task expert (1, 5, 19, 48, 317) or auto."""
+    interaction_states: int = 256
+    """``method=interaction``: data states per task at which the score is averaged."""
+    interaction_horizon: int = 3
+    """``method=interaction``: steps of the measured return (0: the expert's Q of the first
+    action alone; 3: MPPI's planning return)."""
+    interaction_threshold: float = 0.2
+    """``method=interaction``: joints whose pair score exceeds this share an agent (the score
+    is 0 for an additive pair and about 1 for a pure product a_i * a_j)."""
 
 
 @dataclass(kw_only=True)

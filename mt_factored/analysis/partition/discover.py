@@ -53,7 +53,8 @@ class Discovery:
     """Influence of action dim i on state change j: regression (|coefficient| of a_i in a
     ridge fit of ds on [s, a], standardised columns; holds the state fixed, so
     feedback-policy data does not blur the profiles) or correlation (ED2's |Pearson(a_i,
-    ds_j)|)."""
+    ds_j)|). ``python -m mt_factored.partition method=interaction`` groups by the expert's
+    return instead (:mod:`.interaction`: how far it is from additive over joints)."""
     ridge: float = 1.0e-3
     """Ridge penalty per transition (standardised units)."""
     min_t: float = 4.0
