@@ -6,6 +6,9 @@ from collections.abc import Mapping
 
 from mt_factored.planning.episodes import EpisodeStats
 
+CACHED_MARK = "*"
+"""After a return read from the expert-result cache."""
+
 
 def _fmt(stats: EpisodeStats | None) -> tuple[str, str]:
     if stats is None:
@@ -13,7 +16,8 @@ def _fmt(stats: EpisodeStats | None) -> tuple[str, str]:
     ms = (
         stats.plan_ms_single_env if stats.plan_ms_single_env is not None else stats.plan_ms_per_call
     )
-    return f"{stats.mean:.1f} ± {stats.std:.1f}", f"{ms:.1f}"
+    mark = CACHED_MARK if stats.extra.get("cached") else ""
+    return f"{stats.mean:.1f} ± {stats.std:.1f}{mark}", f"{ms:.1f}"
 
 
 def returns_table(results: Mapping[str, EpisodeStats], title: str = "return") -> str:
@@ -79,6 +83,12 @@ def comparison_table(
         lines.append("| " + " | ".join(row) + " |")
     if ratios:
         lines.append(f"| **mean** | | | {sum(ratios) / len(ratios):.2f} |" + " |" * (len(head) - 4))
+    if any(e.extra.get("cached") for e in expert.values()):
+        lines.append(
+            f"\n{CACHED_MARK} from the expert-result cache (same checkpoint SHA-256, task, seeds, "
+            "episodes, planner settings, threads and library versions); its latency was measured "
+            "in this run. eval.refresh_expert_cache=true evaluates it again."
+        )
     return "\n".join(lines)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,9 @@ from mt_factored.constants import LAST_CKPT_NAME
 from mt_factored.data import WindowDataModule
 from mt_factored.errors import MissingError
 from mt_factored.expert.interface import Expert
-from mt_factored.expert.resolve import load_expert
+from mt_factored.expert.resolve import load_expert, resolve_checkpoint_path
 from mt_factored.planning.base import MPPIConfig, with_overrides
+from mt_factored.planning.expert_cache import ExpertResultCache
 from mt_factored.planning.fidelity import format_table as fidelity_table
 from mt_factored.planning.report import comparison_table
 from mt_factored.student import StudentConfig
@@ -131,6 +132,9 @@ def build_eval_callback(
     cfg: TrainConfig, task_set: TaskSet, tasks: list[str]
 ) -> PlanningEvalCallback:
     eval_tasks = list(cfg.eval.tasks) if cfg.eval.tasks else tasks
+    cache = None
+    if cfg.eval.expert_cache:
+        cache = ExpertResultCache(cfg.eval.expert_cache, refresh=cfg.eval.refresh_expert_cache)
     return PlanningEvalCallback(
         tasks=eval_tasks,
         task_ids=[task_set.index(t) for t in eval_tasks],
@@ -138,7 +142,17 @@ def build_eval_callback(
         planning=cfg.planning,
         evaluation=cfg.eval,
         student_planning=student_planning_config(cfg),
+        expert_checkpoints=expert_checkpoints(cfg.expert, eval_tasks),
+        expert_cache=cache,
     )
+
+
+def expert_checkpoints(expert: Any, tasks: list[str]) -> dict[str, str]:
+    """The local checkpoint file behind each task's expert (what the result cache hashes)."""
+    if isinstance(expert, Mapping):
+        return {t: str(resolve_checkpoint_path(str(expert[t]))) for t in tasks if t in expert}
+    path = str(resolve_checkpoint_path(str(expert)))
+    return {t: path for t in tasks}
 
 
 def build_fidelity_callback(

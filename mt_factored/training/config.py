@@ -71,6 +71,12 @@ class TrainEvalConfig(EpisodeConfig):
     iterations: 2, num_elites: 16, num_pi_trajs: 16}``); the fields left null are
     ``planning``'s, and with all of them null the student plans with the expert's budget. The
     table then also times the student at the expert's budget."""
+    expert_cache: str | None = None
+    """A JSON file of expert results reused across runs (:mod:`mt_factored.planning.expert_cache`:
+    keyed by checkpoint SHA-256, task, seeds, episodes, planner settings, threads and library
+    versions; a miss evaluates and adds the entry). The table marks cached returns. null: off."""
+    refresh_expert_cache: bool = False
+    """Evaluate the expert even where the cache has its entry (and overwrite it)."""
     fidelity_every_n_steps: int = 0
     """Log the planning-fidelity metric (``val/fidelity/...``, :mod:`mt_factored.planning.fidelity`)
     every n optimizer steps and at the end; 0: never. Both models plan at the student's budget."""
