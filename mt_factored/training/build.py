@@ -91,12 +91,22 @@ def build_student_config(cfg: TrainConfig, task_set: TaskSet) -> StudentConfig:
 
 
 def build_module(cfg: TrainConfig, task_set: TaskSet, expert: Expert | None) -> DistillModule:
+    kwargs = {}
+    if cfg.closed_loop.enabled:
+        tasks = list(cfg.tasks) if cfg.tasks else list(task_set.names)
+        kwargs = dict(
+            closed_loop=plain(cfg.closed_loop),
+            closed_loop_tasks={t: task_set.index(t) for t in tasks},
+            planning=dataclasses.asdict(cfg.planning),
+            horizon=cfg.loader.horizon,
+        )
     return DistillModule(
         student=build_student_config(cfg, task_set).to_dict(),
         distill=cfg.distill.to_dict(),
         optim=dataclasses.asdict(cfg.optim),
         seed=cfg.seed,
         expert=expert,
+        **kwargs,
     )
 
 

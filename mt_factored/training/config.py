@@ -18,6 +18,7 @@ from mt_factored.planning.base import MPPIConfig, MPPIOverrides
 from mt_factored.planning.episodes import EpisodeConfig
 from mt_factored.planning.fidelity import FidelityConfig
 from mt_factored.student.config import StudentSpec
+from mt_factored.training.closed_loop import ClosedLoopConfig
 
 
 @dataclass
@@ -183,6 +184,8 @@ class TrainConfig:
     """Checkpoints, logs and the Hydra record of the run."""
     student: StudentSpec = field(default_factory=StudentSpec)
     """The student's sizes and agents (``model@student=<name>`` picks another set of sizes)."""
+    closed_loop: ClosedLoopConfig = field(default_factory=ClosedLoopConfig)
+    """States the student's own planner reaches, mixed into the batches (off by default)."""
     distill: DistillConfig = field(default_factory=DistillConfig)
     """The distillation loss (``distill=mse``: the regression ablation)."""
     planning: MPPIConfig = field(default_factory=MPPIConfig)

@@ -7,14 +7,26 @@ from typing import Any
 import lightning as L
 import torch
 
-from mt_factored.distill import DistillConfig, distill_losses
+from mt_factored.distill import DistillConfig, distill_losses, terms_of
+from mt_factored.errors import InputError
 from mt_factored.expert.interface import Expert
+from mt_factored.planning.base import MPPIConfig
 from mt_factored.student import FactoredStudent, StudentConfig
+from mt_factored.training.closed_loop import (
+    ClosedLoopBuffer,
+    ClosedLoopConfig,
+    Timer,
+    batch_generator,
+    collect_round,
+    mix_into_batch,
+)
 
 # Distinct streams for the noise generator: seed, global step and rank are mixed with
 # large odd multipliers so that nearby (step, rank) pairs never share a seed.
 _STEP_MIX = 1_000_003
 _RANK_MIX = 7_919
+CLOSED_LOOP_RANKS = "closed_loop_ranks"
+"""Checkpoint key of every rank's closed-loop buffer (DDP)."""
 
 
 class DistillModule(L.LightningModule):
@@ -41,6 +53,10 @@ class DistillModule(L.LightningModule):
         optim: dict[str, Any],
         seed: int = 0,
         expert: Expert | None = None,
+        closed_loop: dict[str, Any] | None = None,
+        closed_loop_tasks: dict[str, int] | None = None,
+        planning: dict[str, Any] | None = None,
+        horizon: int = 3,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["expert"])
@@ -51,6 +67,23 @@ class DistillModule(L.LightningModule):
         self._expert: list[Expert] = []
         if expert is not None:
             self.attach_expert(expert)
+        self.closed_loop = ClosedLoopConfig(**closed_loop) if closed_loop else ClosedLoopConfig()
+        self.closed_loop_tasks = dict(closed_loop_tasks or {})
+        self.closed_loop_planning = self.closed_loop.mppi(MPPIConfig(**(planning or {})))
+        self.collect_timer = Timer()
+        if self.closed_loop.enabled:
+            if not self.closed_loop_tasks:
+                raise InputError("closed_loop needs the tasks to run (closed_loop_tasks)")
+            if any(t.data_action for t, _ in terms_of(self.student, self.distill_config)):
+                raise InputError(
+                    "closed_loop rows have no recorded next observations, which "
+                    "the selected terms read (consistency)",
+                    "turn closed_loop off or give those terms a coefficient of 0",
+                )
+            cfg = self.student.config
+            self.closed_loop_buffer = ClosedLoopBuffer(
+                self.closed_loop.capacity, cfg.obs_dim, horizon, cfg.action_dim
+            )
 
     # -- expert ---------------------------------------------------------------------
     def attach_expert(self, expert: Expert) -> None:
@@ -78,7 +111,62 @@ class DistillModule(L.LightningModule):
         gen.manual_seed(self.seed + _STEP_MIX * self.global_step + _RANK_MIX * self.global_rank)
         return gen
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        step = self.global_step
+        if not self.closed_loop.due(step):
+            return
+        round_index = step // self.closed_loop.every_n_steps
+        if int(self.closed_loop_buffer.rounds) >= round_index:
+            return  # this round is in the buffer already (restored from a checkpoint)
+        was_training = self.student.training
+        self.student.eval()
+        try:
+            with self.collect_timer:
+                rows = collect_round(
+                    self.student,
+                    self.closed_loop_tasks,
+                    self.student.config.obs_dim,
+                    self.closed_loop_planning,
+                    self.closed_loop,
+                    self.seed,
+                    round_index,
+                    self.global_rank,
+                    self.device,
+                )
+        finally:
+            self.student.train(was_training)
+        self.closed_loop_buffer.add(*rows)
+        self.closed_loop_buffer.rounds.fill_(round_index)
+        self.log("closed_loop/collect_seconds", self.collect_timer.seconds, rank_zero_only=True)
+        self.log("closed_loop/states", float(len(self.closed_loop_buffer)), rank_zero_only=True)
+
+    def _with_closed_loop_rows(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if not self.closed_loop.enabled or len(self.closed_loop_buffer) == 0:
+            return batch
+        num = int(round(self.closed_loop.share * batch["task"].shape[0]))
+        if num == 0:
+            return batch
+        gen = batch_generator(self.seed, self.global_step, self.global_rank, self.device)
+        return mix_into_batch(batch, self.closed_loop_buffer.sample(num, gen))
+
+    # Under DDP each rank has its own buffer; the checkpoint (written by rank 0) carries all.
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if not self.closed_loop.enabled or self.trainer.world_size <= 1:
+            return
+        state = {k: v for k, v in self.closed_loop_buffer.state_dict().items()}
+        gathered = self.all_gather(state)  # {name: [world, ...]}
+        checkpoint[CLOSED_LOOP_RANKS] = {k: v.cpu() for k, v in gathered.items()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        ranks = checkpoint.get(CLOSED_LOOP_RANKS)
+        if ranks is None:
+            return
+        rank = self.trainer.global_rank if self._trainer is not None else 0
+        for name, value in ranks.items():
+            checkpoint["state_dict"][f"closed_loop_buffer.{name}"] = value[rank]
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        batch = self._with_closed_loop_rows(batch)
         losses = distill_losses(
             self.student, self.expert, batch, self.distill_config, self._noise_generator()
         )
