@@ -7,8 +7,10 @@ One update = ``distill_losses`` (K noise samples, horizon H) + backward + Adam s
 on a default ``StudentConfig`` mt30 student. "student only" replays an expert
 rollout computed once (the cost of the student's side: its rollout, the loss terms,
 backward, Adam); "with expert" also runs the frozen mt30-5M expert forward on the
-K perturbed rollouts, as training does. Random windows over all 30 tasks; the data
-loader is not included (see benchmarks/data_throughput.py).
+K perturbed rollouts, as training does. "every agent run" is the student's side with the
+rollout running all N agents for every window (before windows were grouped by their
+tasks' number of agents). Random windows over all 30 tasks (``--tasks quickstart``: the
+quickstart's four); the data loader is not included (see benchmarks/data_throughput.py).
 """
 
 from __future__ import annotations
@@ -28,15 +30,23 @@ from mt_factored.distill import (  # noqa: E402
     distill_losses,
     expert_rollout,
     noisy_actions,
+    rollout,  # noqa: E402
     student_losses,
 )
 from mt_factored.expert import ExpertConfig, TDMPC2Expert  # noqa: E402
 from mt_factored.student import FactoredStudent, StudentConfig  # noqa: E402
 
+QUICKSTART_TASKS = ("cartpole-balance", "reacher-easy", "cup-catch", "walker-stand")
 
-def random_batch(student: FactoredStudent, batch: int, horizon: int, seed: int) -> dict:
+
+def random_batch(
+    student: FactoredStudent, batch: int, horizon: int, seed: int, tasks: list[int] | None = None
+) -> dict:
     gen = torch.Generator().manual_seed(seed)
-    task = torch.randint(0, student.config.num_tasks, (batch,), generator=gen)
+    if tasks is None:
+        task = torch.randint(0, student.config.num_tasks, (batch,), generator=gen)
+    else:
+        task = torch.tensor(tasks)[torch.randint(0, len(tasks), (batch,), generator=gen)]
     mask = student.merge_actions(student.agent_action_mask(task), task)
     action = torch.rand(batch, horizon, student.config.action_dim, generator=gen) * 2 - 1
     return {
@@ -58,13 +68,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--tasks",
+        choices=["mt30", "quickstart"],
+        default="mt30",
+        help="windows of all 30 tasks, or of the quickstart's four (1, 2, 2 and 6 joints)",
+    )
     args = parser.parse_args(argv)
 
     torch.manual_seed(args.seed)
     student = FactoredStudent(StudentConfig.for_task_set("mt30"))
     expert = TDMPC2Expert(ExpertConfig.from_size(args.expert_size)).eval().requires_grad_(False)
     cfg = DistillConfig(num_noise_samples=args.samples)
-    batch = random_batch(student, args.batch, args.horizon, args.seed)
+    names = student.config.task_names
+    ids = None if args.tasks == "mt30" else [names.index(t) for t in QUICKSTART_TASKS]
+    batch = random_batch(student, args.batch, args.horizon, args.seed, ids)
     optim = torch.optim.Adam(student.parameters(), lr=1e-4)
     gen = torch.Generator().manual_seed(args.seed)
     mask = student.merge_actions(student.agent_action_mask(batch[TASK]), batch[TASK])
@@ -76,10 +94,26 @@ def main(argv: list[str] | None = None) -> None:
         losses()["loss"].backward()
         optim.step()
 
+    def every_agent(fn):
+        """``fn`` with the rollout running all N agents for every window (no grouping by
+        the tasks' number of agents): the comparison row."""
+
+        def run() -> None:
+            real = rollout.agent_groups
+            rollout.agent_groups = lambda st, task: [(st.num_agents, torch.arange(len(task)))]
+            try:
+                fn()
+            finally:
+                rollout.agent_groups = real
+
+        return run
+
+    student_only = lambda: update(  # noqa: E731
+        lambda: student_losses(student, batch, actions, targets, cfg)
+    )
     runs = {
-        "student only": lambda: update(
-            lambda: student_losses(student, batch, actions, targets, cfg)
-        ),
+        "student only": student_only,
+        "student only, every agent run": every_agent(student_only),
         f"with {args.expert_size}M expert": lambda: update(
             lambda: distill_losses(student, expert, batch, cfg, gen)
         ),

@@ -152,3 +152,37 @@ def test_rollouts_of_planner_candidates_share_the_data_path(expert) -> None:
 def test_bad_planner_settings_are_refused(bad) -> None:
     with pytest.raises(InputError):
         DistillConfig(**bad)
+
+
+def test_grouped_rollout_equals_running_every_agent() -> None:
+    """Rows grouped by their number of agents give the rollout of all N agents (padded
+    agents' latents aside, which every term masks), values and gradients alike."""
+    from mt_factored.distill.rollout import _rollout_agents, agent_groups, student_rollout
+
+    student = make_student()
+    batch = make_batch([WALKER, REACHER, PENDULUM, WALKER, PENDULUM])
+    obs0, task = batch[OBS][:, 0], batch[TASK]
+    assert [n for n, _ in agent_groups(student, task)] == [1, 2, 6]
+    actions = (torch.rand(4, 5, 3, 6) * 2 - 1) * student.merge_actions(
+        student.agent_action_mask(task), task
+    )[:, None]
+    cond = student.condition(task)
+    grouped = student_rollout(student, obs0, actions, task, cond, num_noise_samples=3)
+    s0 = student.encode(obs0, task)
+    reward, value, latent = _rollout_agents(
+        student, s0.expand(4, *s0.shape), student.split_actions(actions, task[:, None]), cond
+    )
+    torch.testing.assert_close(grouped.reward, reward[:, :3], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grouped.value, value[:, :, :3], rtol=1e-5, atol=1e-6)
+    real = cond.agent_mask[None, None, :, :, None]  # [1, 1, B, N, 1]
+    torch.testing.assert_close(grouped.latents, (latent * real)[:, :3], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grouped.data_latents, (latent * real)[:, 3], rtol=1e-5, atol=1e-6)
+    assert (grouped.latents * ~real == 0).all()
+    g1 = torch.autograd.grad(
+        grouped.reward.sum() + grouped.value.sum(), student.step_net.parameters()
+    )
+    g2 = torch.autograd.grad(
+        reward[:, :3].sum() + value[:, :, :3].sum(), student.step_net.parameters()
+    )
+    for a, b in zip(g1, g2, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -181,6 +181,31 @@ def expert_rollout(
     return ExpertRollout(torch.stack(rewards), torch.stack(values), pi, z, expert, task)
 
 
+def agent_groups(student: FactoredStudent, task: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
+    """``(n, rows)`` for every number ``n`` of real agents among the windows of ``task [B]``:
+    the rows whose tasks have ``n`` agents (a task's real agents come first)."""
+    count = student.agent_mask(task).gt(0).sum(dim=-1)  # [B]
+    return [(int(n), (count == n).nonzero().squeeze(-1)) for n in torch.unique(count).tolist()]
+
+
+def _rollout_agents(
+    student: FactoredStudent,
+    s: torch.Tensor,
+    agent_actions: torch.Tensor,
+    cond: StudentConditioning,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rewards ``[H, S, B]``, values ``[H, num_q, S, B]``, latents ``[H+1, S, B, n, m]`` from
+    latents ``s [S, B, n, m]`` under ``agent_actions [S, B, H, n, G]``."""
+    latents, rewards, values = [s], [], []
+    for h in range(agent_actions.shape[2]):
+        a = agent_actions[:, :, h]
+        values.append(student.global_q(s, a, cond))
+        s, r = student.step(s, a, cond)
+        rewards.append(r.sum(dim=-1))
+        latents.append(s)
+    return torch.stack(rewards), torch.stack(values), torch.stack(latents)
+
+
 def student_rollout(
     student: FactoredStudent,
     obs0: torch.Tensor,
@@ -194,19 +219,34 @@ def student_rollout(
     All ``S`` samples run in one batched rollout. With ``num_noise_samples=K < S`` the
     first ``K`` are the noise samples and sample ``K`` the data actions
     (``noisy_actions(..., keep_data_action=True)``), returned as ``data_latents``.
+
+    Windows are grouped by their tasks' number of real agents and each group runs only
+    those agents (a 1-joint task in a batch with a 6-joint one costs one agent, not six):
+    the per-agent networks then do no work on padded agents. Padded agents' latents are 0
+    in the result (every term masks them).
     """
     k = actions.shape[0] if num_noise_samples is None else num_noise_samples
-    horizon = actions.shape[2]
+    samples, num_agents = actions.shape[0], student.num_agents
     agent_actions = student.split_actions(actions, task[:, None])  # [S, B, H, N, G]
-    s = student.encode(obs0, task)
-    s = s.expand(actions.shape[0], *s.shape)
-    latents, rewards, values = [s], [], []
-    for h in range(horizon):
-        a = agent_actions[:, :, h]
-        values.append(student.global_q(s, a, cond))
-        s, r = student.step(s, a, cond)
-        rewards.append(r.sum(dim=-1))
-        latents.append(s)
-    reward, value, latent = torch.stack(rewards), torch.stack(values), torch.stack(latents)
-    data = latent[:, k] if actions.shape[0] > k else None
+    s0 = student.encode(obs0, task)  # [B, N, m]
+    groups = agent_groups(student, task)
+    if len(groups) == 1 and groups[0][0] == num_agents:
+        reward, value, latent = _rollout_agents(
+            student, s0.expand(samples, *s0.shape), agent_actions, cond
+        )
+    else:
+        parts, order = [], []
+        for n, rows in groups:
+            c = student.condition(task[rows]).narrow_agents(n)
+            s = s0[rows, :n]
+            r, v, lat = _rollout_agents(
+                student, s.expand(samples, *s.shape), agent_actions[:, rows, :, :n], c
+            )
+            parts.append((r, v, torch.nn.functional.pad(lat, (0, 0, 0, num_agents - n))))
+            order.append(rows)
+        back = torch.argsort(torch.cat(order))  # batch position -> its place in the groups
+        reward = torch.cat([p[0] for p in parts], dim=-1)[..., back]
+        value = torch.cat([p[1] for p in parts], dim=-1)[..., back]
+        latent = torch.cat([p[2] for p in parts], dim=2)[:, :, back]
+    data = latent[:, k] if samples > k else None
     return StudentRollout(reward[:, :k], value[:, :, :k], latent[:, :k], data, student, cond)
