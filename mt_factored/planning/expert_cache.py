@@ -1,8 +1,10 @@
 """Expert evaluation results kept across runs: the experts are fixed, so their dm_control
 returns need not be recomputed every time a student is trained against them.
 
-An entry is keyed by everything its returns depend on: the checkpoint's SHA-256, the task,
-the episode settings (episodes, env seeds, eval mode, episode length), the MPPI settings,
+An entry holds one evaluation of the expert on an ordered list of tasks (the planner's
+random stream runs through the tasks in order, so a task's returns depend on the tasks
+before it). It is keyed by everything its returns depend on: each task's checkpoint
+SHA-256, the tasks in order, the episode settings (episodes, env seeds, eval mode, episode length), the MPPI settings,
 torch's thread count and the versions of torch, MuJoCo and dm_control (float reductions and
 physics differ between them). Any change is a miss, and the expert is evaluated again.
 Only returns are cached: latency is measured in every run, beside the student's.
@@ -43,12 +45,13 @@ def _version(package: str) -> str:
 
 
 def cache_key(
-    checkpoint: str | Path, task: str, episodes: EpisodeConfig, planning: MPPIConfig
+    checkpoints: dict[str, str | Path], episodes: EpisodeConfig, planning: MPPIConfig
 ) -> tuple[str, dict[str, Any]]:
-    """(hex key, the facts it hashes) of one expert's results on one task."""
+    """(hex key, the facts it hashes) of an expert's evaluation on the tasks of
+    ``checkpoints`` ({task: checkpoint file}, in evaluation order)."""
     facts = {
-        "checkpoint_sha256": sha256_file(checkpoint),
-        "task": task,
+        "tasks": list(checkpoints),
+        "checkpoint_sha256": {task: sha256_file(path) for task, path in checkpoints.items()},
         "episodes": {
             k: v for k, v in dataclasses.asdict(episodes).items() if k != "latency_repeats"
         },
@@ -87,33 +90,45 @@ class ExpertResultCache:
             return {}
         return dict(data.get("entries", {}))
 
-    def get(self, key: str) -> EpisodeStats | None:
+    def get(self, key: str) -> dict[str, EpisodeStats] | None:
+        """The stored evaluation ``{task: EpisodeStats}`` (marked ``extra["cached"]``), or None."""
         entry = None if self.refresh else self._entries.get(key)
         if entry is None:
             return None
-        stats = EpisodeStats(
-            task=entry["task"],
-            returns=[float(r) for r in entry["returns"]],
-            plan_ms_per_call=float(entry["plan_ms_per_call"]),
-            envs_per_call=int(entry["envs_per_call"]),
-            extra=dict(entry.get("extra", {})),
-        )
-        if "budget" in stats.extra:
-            stats.extra["budget"] = tuple(stats.extra["budget"])
-        stats.extra[CACHED] = True
-        return stats
+        return {task: _stats_from(task, row) for task, row in entry["results"].items()}
 
-    def put(self, key: str, stats: EpisodeStats, facts: dict[str, Any]) -> None:
-        extra = {k: v for k, v in stats.extra.items() if k in ("budget",)}
+    def put(self, key: str, results: dict[str, EpisodeStats], facts: dict[str, Any]) -> None:
+        """Store an evaluation (and write the file)."""
         self._entries[key] = {
-            "task": stats.task,
-            "returns": list(stats.returns),
-            "plan_ms_per_call": stats.plan_ms_per_call,
-            "envs_per_call": stats.envs_per_call,
-            "extra": {k: list(v) if isinstance(v, tuple) else v for k, v in extra.items()},
+            "results": {task: _stats_row(stats) for task, stats in results.items()},
             "key": facts,
         }
         on_disk = self._read()  # keep entries another run added meanwhile
         on_disk.update(self._entries)
         self._entries = on_disk
         write_json(self.path, {"format_version": FORMAT_VERSION, "entries": self._entries})
+
+
+def _stats_row(stats: EpisodeStats) -> dict[str, Any]:
+    budget = stats.extra.get("budget")
+    return {
+        "returns": list(stats.returns),
+        "plan_ms_per_call": stats.plan_ms_per_call,
+        "envs_per_call": stats.envs_per_call,
+        "plan_ms_single_env": stats.plan_ms_single_env,
+        "budget": list(budget) if budget is not None else None,
+    }
+
+
+def _stats_from(task: str, row: dict[str, Any]) -> EpisodeStats:
+    extra: dict[str, Any] = {CACHED: True}
+    if row.get("budget") is not None:
+        extra["budget"] = tuple(row["budget"])
+    return EpisodeStats(
+        task=task,
+        returns=[float(r) for r in row["returns"]],
+        plan_ms_per_call=float(row["plan_ms_per_call"]),
+        envs_per_call=int(row["envs_per_call"]),
+        plan_ms_single_env=row.get("plan_ms_single_env"),
+        extra=extra,
+    )
