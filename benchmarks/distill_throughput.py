@@ -7,15 +7,16 @@ One update = ``distill_losses`` (K noise samples, horizon H) + backward + Adam s
 on a default ``StudentConfig`` mt30 student. "student only" replays an expert
 rollout computed once (the cost of the student's side: its rollout, the loss terms,
 backward, Adam); "with expert" also runs the frozen mt30-5M expert forward on the
-K perturbed rollouts, as training does. "every agent run" is the student's side with the
-rollout running all N agents for every window (before windows were grouped by their
-tasks' number of agents). Random windows over all 30 tasks (``--tasks quickstart``: the
+K perturbed rollouts, as training does. "group_agents" is the student's side with
+``distill.group_agents=true`` (each group of windows with the same number of real agents
+runs only those agents). Random windows over all 30 tasks (``--tasks quickstart``: the
 quickstart's four); the data loader is not included (see benchmarks/data_throughput.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -30,7 +31,6 @@ from mt_factored.distill import (  # noqa: E402
     distill_losses,
     expert_rollout,
     noisy_actions,
-    rollout,  # noqa: E402
     student_losses,
 )
 from mt_factored.expert import ExpertConfig, TDMPC2Expert  # noqa: E402
@@ -94,26 +94,14 @@ def main(argv: list[str] | None = None) -> None:
         losses()["loss"].backward()
         optim.step()
 
-    def every_agent(fn):
-        """``fn`` with the rollout running all N agents for every window (no grouping by
-        the tasks' number of agents): the comparison row."""
+    grouped = dataclasses.replace(cfg, group_agents=True)
 
-        def run() -> None:
-            real = rollout.agent_groups
-            rollout.agent_groups = lambda st, task: [(st.num_agents, torch.arange(len(task)))]
-            try:
-                fn()
-            finally:
-                rollout.agent_groups = real
+    def student_only(config: DistillConfig):
+        return lambda: update(lambda: student_losses(student, batch, actions, targets, config))
 
-        return run
-
-    student_only = lambda: update(  # noqa: E731
-        lambda: student_losses(student, batch, actions, targets, cfg)
-    )
     runs = {
-        "student only": student_only,
-        "student only, every agent run": every_agent(student_only),
+        "student only": student_only(cfg),
+        "student only, group_agents": student_only(grouped),
         f"with {args.expert_size}M expert": lambda: update(
             lambda: distill_losses(student, expert, batch, cfg, gen)
         ),

@@ -167,7 +167,9 @@ def test_grouped_rollout_equals_running_every_agent() -> None:
         student.agent_action_mask(task), task
     )[:, None]
     cond = student.condition(task)
-    grouped = student_rollout(student, obs0, actions, task, cond, num_noise_samples=3)
+    grouped = student_rollout(
+        student, obs0, actions, task, cond, num_noise_samples=3, group_agents=True
+    )
     s0 = student.encode(obs0, task)
     reward, value, latent = _rollout_agents(
         student, s0.expand(4, *s0.shape), student.split_actions(actions, task[:, None]), cond

@@ -116,6 +116,10 @@ class DistillConfig(DictRoundTrip):
     """(min, max) of the log-uniform std of the planner-like candidates (MPPI's std bounds)."""
     single_agent_fraction: float = 0.5
     """Share of the planner-like candidates that move one real agent only."""
+    group_agents: bool = False
+    """Run the student's rollout per group of windows with the same number of real agents,
+    only those agents (no work on padded agents; equal up to float rounding, so off by
+    default to keep recorded results reproducible; ``benchmarks/distill_throughput.py``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "terms", {str(k): float(v) for k, v in dict(self.terms).items()})

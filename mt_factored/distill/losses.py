@@ -162,7 +162,9 @@ def student_losses(
         weights=cfg.rho ** torch.arange(horizon, dtype=obs.dtype, device=obs.device),
     )
     cond = student.condition(task)
-    st = student_rollout(student, obs[:, 0], actions, task, cond, num_noise_samples=k)
+    st = student_rollout(
+        student, obs[:, 0], actions, task, cond, num_noise_samples=k, group_agents=cfg.group_agents
+    )
 
     out: dict[str, torch.Tensor] = {}
     total = None

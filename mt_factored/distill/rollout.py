@@ -213,6 +213,7 @@ def student_rollout(
     task: torch.Tensor,
     cond: StudentConditioning,
     num_noise_samples: int | None = None,
+    group_agents: bool = False,
 ) -> StudentRollout:
     """Roll ``student`` from ``obs0 [B, obs_dim]`` under ``actions [S, B, H, A]``.
 
@@ -220,8 +221,8 @@ def student_rollout(
     first ``K`` are the noise samples and sample ``K`` the data actions
     (``noisy_actions(..., keep_data_action=True)``), returned as ``data_latents``.
 
-    Windows are grouped by their tasks' number of real agents and each group runs only
-    those agents (a 1-joint task in a batch with a 6-joint one costs one agent, not six):
+    With ``group_agents`` the windows are grouped by their tasks' number of real agents and
+    each group runs only those agents (a 1-joint task in a batch with a 6-joint one costs one agent, not six):
     the per-agent networks then do no work on padded agents. Padded agents' latents are 0
     in the result (every term masks them).
     """
@@ -229,7 +230,7 @@ def student_rollout(
     samples, num_agents = actions.shape[0], student.num_agents
     agent_actions = student.split_actions(actions, task[:, None])  # [S, B, H, N, G]
     s0 = student.encode(obs0, task)  # [B, N, m]
-    groups = agent_groups(student, task)
+    groups = agent_groups(student, task) if group_agents else [(num_agents, None)]
     if len(groups) == 1 and groups[0][0] == num_agents:
         reward, value, latent = _rollout_agents(
             student, s0.expand(samples, *s0.shape), agent_actions, cond
