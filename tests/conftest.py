@@ -22,3 +22,19 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def fixtures_dir() -> Path:
     """Reference TD-MPC2 test vectors (see tests/fixtures/README.md)."""
     return FIXTURES
+
+
+@pytest.fixture(scope="module")
+def expert():
+    """A tiny random mt30 expert whose reward and value heads are not zero (TD-MPC2 zero-
+    initialises them), frozen. Modules that need another expert define their own."""
+    from tiny import tiny_expert_config
+
+    from mt_factored.expert import TDMPC2Expert
+
+    torch.manual_seed(0)
+    model = TDMPC2Expert(tiny_expert_config())
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model.eval().requires_grad_(False)

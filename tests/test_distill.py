@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from tiny import tiny_expert_config
 
 from mt_factored.constants import ACTION, OBS, REWARD, TASK
 from mt_factored.distill import (
@@ -24,24 +23,12 @@ from mt_factored.distill import (
     student_rollout,
     task_scale,
 )
-from mt_factored.expert import TDMPC2Expert
 from mt_factored.online.distill import train_fields
 from mt_factored.student import FactoredStudent, StudentConfig
 from mt_factored.training.module import DistillModule
 
 TINY = dict(latent_dim=16, mlp_dim=32, enc_dim=32, task_dim=8, agent_dim=8)
 PENDULUM, REACHER, WALKER = 7, 4, 1
-
-
-@pytest.fixture(scope="module")
-def expert() -> TDMPC2Expert:
-    """A tiny random mt30 expert whose reward and value heads are not zero."""
-    torch.manual_seed(0)
-    model = TDMPC2Expert(tiny_expert_config())
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return model.eval().requires_grad_(False)
 
 
 def make_student(seed: int = 0) -> FactoredStudent:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 from test_distill import PENDULUM, REACHER, WALKER, make_batch, make_student
-from tiny import tiny_expert_config
 
 from mt_factored.constants import ACTION, OBS, TASK
 from mt_factored.distill import (
@@ -17,17 +16,6 @@ from mt_factored.distill import (
 from mt_factored.distill.losses import planner_candidates
 from mt_factored.distill.rollout import agent_env_masks
 from mt_factored.errors import InputError
-from mt_factored.expert import TDMPC2Expert
-
-
-@pytest.fixture(scope="module")
-def expert() -> TDMPC2Expert:
-    torch.manual_seed(0)
-    model = TDMPC2Expert(tiny_expert_config())
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return model.eval().requires_grad_(False)
 
 
 def test_planner_actions_cycle_centers_stay_masked_and_move_one_agent() -> None:

@@ -77,21 +77,28 @@ class PlanningEvalCallback(L.Callback):
             if cached is not None:
                 log.info("expert returns from the cache %s", self.expert_cache.path)
                 if self.episodes.latency_repeats > 0:
-                    for task, task_id in zip(self.tasks, self.task_ids, strict=True):
-                        cached[task].plan_ms_single_env = single_env_latency_ms(
-                            planner,
-                            task,
-                            task_id,
-                            self.obs_dim,
-                            repeats=self.episodes.latency_repeats,
-                            seed=self.episodes.seed,
-                            device=device,
-                        )
+                    for task, ms in self._latencies(planner, device).items():
+                        cached[task].plan_ms_single_env = ms
                 return cached
         results = self._evaluate(planner, device)
         if key is not None:
             self.expert_cache.put(key, results, facts)
         return results
+
+    def _latencies(self, planner: MPPIPlanner, device) -> dict[str, float]:
+        """Single-env planning ms per task (``latency_repeats`` calls each)."""
+        return {
+            task: single_env_latency_ms(
+                planner,
+                task,
+                task_id,
+                self.obs_dim,
+                repeats=self.episodes.latency_repeats,
+                seed=self.episodes.seed,
+                device=device,
+            )
+            for task, task_id in zip(self.tasks, self.task_ids, strict=True)
+        }
 
     def _evaluate(self, planner: MPPIPlanner, device) -> dict[str, EpisodeStats]:
         return evaluate_tasks(
@@ -120,18 +127,8 @@ class PlanningEvalCallback(L.Callback):
                 at_expert_budget = MPPIPlanner(
                     student_model, self.planning, generator=self.episodes.seed
                 )
-                for task, task_id in zip(self.tasks, self.task_ids, strict=True):
-                    self.last_results[task].extra["plan_ms_at_expert_budget"] = (
-                        single_env_latency_ms(
-                            at_expert_budget,
-                            task,
-                            task_id,
-                            self.obs_dim,
-                            repeats=self.episodes.latency_repeats,
-                            seed=self.episodes.seed,
-                            device=pl_module.device,
-                        )
-                    )
+                for task, ms in self._latencies(at_expert_budget, pl_module.device).items():
+                    self.last_results[task].extra["plan_ms_at_expert_budget"] = ms
             if self.evaluation.compare_expert and not self.expert_results:
                 expert_planner = MPPIPlanner(
                     ExpertPlanningModel(pl_module.expert),
