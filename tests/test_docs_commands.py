@@ -28,6 +28,7 @@ CONFIGS = {
     "mt_factored.train": "train",
     "mt_factored.finetune": "finetune",
     "mt_factored.evaluate": "evaluate",
+    "mt_factored.fidelity": "fidelity",
     "mt_factored.budget_sweep": "budget_sweep",
     "mt_factored.viz": "viz",
     "mt_factored.partition": "partition",

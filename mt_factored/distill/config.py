@@ -110,8 +110,9 @@ class DistillConfig(DictRoundTrip):
     noise: Noise = Noise.gaussian
     """gaussian: the paper's noise around the data actions; planner: candidates like MPPI's
     (see :class:`Noise`)."""
-    planner_centers: tuple[Center, ...] = (Center.data, Center.expert_policy, Center.student_policy)
-    """Centers of the planner-like candidates (sample k uses center k mod their count)."""
+    planner_centers: tuple[str, ...] = ("data", "expert_policy", "student_policy")
+    """Centers of the planner-like candidates (sample k uses center k mod their count): data,
+    expert_policy, student_policy (:class:`Center`)."""
     planner_std: tuple[float, float] = (0.05, 2.0)
     """(min, max) of the log-uniform std of the planner-like candidates (MPPI's std bounds)."""
     single_agent_fraction: float = 0.5

@@ -142,9 +142,10 @@ def build_eval_callback(
     cfg: TrainConfig, task_set: TaskSet, tasks: list[str]
 ) -> PlanningEvalCallback:
     eval_tasks = list(cfg.eval.tasks) if cfg.eval.tasks else tasks
-    cache = None
-    if cfg.eval.expert_cache:
+    cache, checkpoints = None, {}
+    if cfg.eval.expert_cache and cfg.eval.compare_expert:
         cache = ExpertResultCache(cfg.eval.expert_cache, refresh=cfg.eval.refresh_expert_cache)
+        checkpoints = expert_checkpoints(cfg.expert, eval_tasks)
     return PlanningEvalCallback(
         tasks=eval_tasks,
         task_ids=[task_set.index(t) for t in eval_tasks],
@@ -152,7 +153,7 @@ def build_eval_callback(
         planning=cfg.planning,
         evaluation=cfg.eval,
         student_planning=student_planning_config(cfg),
-        expert_checkpoints=expert_checkpoints(cfg.expert, eval_tasks),
+        expert_checkpoints=checkpoints,
         expert_cache=cache,
     )
 
