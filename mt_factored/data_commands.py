@@ -2,6 +2,8 @@
 
     python -m mt_factored.data prepare source=hub task_set=mt30 out=data/mt30
     python -m mt_factored.data prepare source=/path/to/chunks task_set=mt30 out=data/mt30
+    python -m mt_factored.data export source=data/mt30 out=runs/mt30-parquet   (Hub dataset folder)
+    python -m mt_factored.data export source=runs/mt30-parquet out=chunks format=chunks
     python -m mt_factored.data info data/mt30     (tasks, episodes, transitions, rewards)
     python -m mt_factored.data verify data/mt30   (recompute every shard checksum)
 
@@ -16,7 +18,8 @@ import sys
 
 from mt_factored import cli
 from mt_factored.artifacts.configs import as_object
-from mt_factored.data.config import DatasetPathConfig, PrepareConfig
+from mt_factored.data.config import DatasetPathConfig, ExportConfig, PrepareConfig
+from mt_factored.data.export import export
 from mt_factored.data.info import dataset_summary, format_summary
 from mt_factored.data.prepare import prepare
 from mt_factored.data.shards import ShardedDataset
@@ -25,6 +28,18 @@ from mt_factored.data.shards import ShardedDataset
 def run_prepare(cfg: PrepareConfig) -> None:
     cfg = as_object(cfg)
     prepare(**dataclasses.asdict(cfg))  # PrepareConfig is the signature of `prepare`
+
+
+def run_export(cfg: ExportConfig) -> None:
+    cfg = as_object(cfg)
+    result = export(**dataclasses.asdict(cfg))  # ExportConfig is the signature of `export`
+    if cfg.format == "chunks":
+        print(f"{len(result)} chunk files in {cfg.out}")
+    else:
+        print(
+            f"{cfg.out}: {len(result['files'])} Parquet files, {result['num_episodes']:,} "
+            f"episodes, {len(result['tasks'])} tasks"
+        )
 
 
 def run_info(cfg: DatasetPathConfig) -> None:
@@ -39,6 +54,7 @@ def run_verify(cfg: DatasetPathConfig) -> None:
 
 COMMANDS = {
     "prepare": cli.Subcommand("data_prepare", run_prepare, PrepareConfig.__doc__),
+    "export": cli.Subcommand("data_export", run_export, ExportConfig.__doc__),
     "info": cli.Subcommand(
         "data_info", run_info, "Tasks, episodes, transitions and rewards.", positional="path"
     ),

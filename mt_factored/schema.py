@@ -32,7 +32,7 @@ from mt_factored.analysis.config import (
 )
 from mt_factored.analysis.expert_curves import ExpertCurvesConfig
 from mt_factored.artifacts.shipped import register_resolvers
-from mt_factored.data.config import DatasetPathConfig, PrepareConfig
+from mt_factored.data.config import DatasetPathConfig, ExportConfig, PrepareConfig
 from mt_factored.distill import DistillConfig
 from mt_factored.hub.push import PushConfig
 from mt_factored.online.config import ExpertTrainConfig
@@ -50,6 +50,7 @@ COMMANDS: dict[str, type] = {
     "partition": PartitionConfig,
     "expert_train": ExpertTrainConfig,
     "data_prepare": PrepareConfig,
+    "data_export": ExportConfig,
     "data_info": DatasetPathConfig,
     "data_verify": DatasetPathConfig,
     "hub_push": PushConfig,

@@ -172,7 +172,9 @@ class TrainConfig:
     off the file (multi-task experts of custom sizes); ignored for per-task experts."""
     data: Any = MISSING
     """Windows come from a prepared shard dir (``python -m mt_factored.data prepare ...``),
-    a dir of official chunk_*.pt files, or a list of chunk files."""
+    a dir of official chunk_*.pt files, a list of chunk files, a Parquet dataset folder
+    (``python -m mt_factored.data export ...``) or ``hf:ORG/NAME[@revision]`` (a Hub dataset
+    repo of one, through the HF cache; converted once to Arrow in ``$MT_FACTORED_CACHE``)."""
     loader: LoaderConfig = field(default_factory=LoaderConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: TrainEvalConfig = field(default_factory=TrainEvalConfig)
