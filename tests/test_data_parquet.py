@@ -276,3 +276,35 @@ def test_the_quickstart_trains_from_its_parquet_export(tmp_path, monkeypatch) ->
     assert from_chunks[OBS].shape == (256, H + 1, 24)
     for key, value in from_chunks.items():
         assert torch.equal(from_parquet[key], value), key
+
+
+def test_a_run_resumed_on_parquet_equals_one_trained_on_chunks(tmp_path) -> None:
+    """Train 4 steps on chunks; train 2 on their Parquet export and resume to 4: same student."""
+    from test_train import CARTPOLE, REACHER, compose_train, smoke_overrides
+    from tiny import write_tiny_chunk, write_tiny_expert
+
+    from mt_factored.train import run
+
+    chunks = tmp_path / "chunks"
+    write_tiny_chunk(
+        chunks / "chunk_0.pt",
+        task_ids={CARTPOLE: 3, REACHER: 3},
+        action_dims={CARTPOLE: 1, REACHER: 2},
+        obs_dims={CARTPOLE: 5, REACHER: 6},
+    )
+    export(chunks, tmp_path / "pq", progress=False)
+    expert = write_tiny_expert(tmp_path / "expert.pt")
+    common = ("trainer.limit_train_batches=3", "eval.at_end=false")
+
+    def train(data: Path, run_dir: Path, steps: int) -> dict:
+        assets = {"expert": expert, "data": data}
+        run(compose_train(smoke_overrides(assets, run_dir, f"trainer.max_steps={steps}", *common)))
+        ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+        return {k: v for k, v in ckpt["state_dict"].items() if k.startswith("student.")}
+
+    reference = train(chunks, tmp_path / "on-chunks", 4)
+    train(tmp_path / "pq", tmp_path / "on-parquet", 2)
+    resumed = train(tmp_path / "pq", tmp_path / "on-parquet", 4)
+    assert reference.keys() == resumed.keys()
+    for key, value in reference.items():
+        assert torch.equal(resumed[key], value), key
