@@ -5,7 +5,7 @@
     python -m mt_factored.data export source=data/mt30 out=runs/mt30-parquet   (Hub dataset folder)
     python -m mt_factored.data export source=runs/mt30-parquet out=chunks format=chunks
     python -m mt_factored.data info data/mt30     (tasks, episodes, transitions, rewards)
-    python -m mt_factored.data verify data/mt30   (recompute every shard checksum)
+    python -m mt_factored.data verify data/mt30   (recompute every shard / Parquet file checksum)
 
 Arguments are Hydra's ``key=value`` (a bare PATH stands for ``path=PATH``); ``--help`` after a
 command lists its keys, their defaults and what they mean.
@@ -21,6 +21,7 @@ from mt_factored.artifacts.configs import as_object
 from mt_factored.data.config import DatasetPathConfig, ExportConfig, PrepareConfig
 from mt_factored.data.export import export
 from mt_factored.data.info import dataset_summary, format_summary
+from mt_factored.data.parquet import ParquetFormatError, is_parquet_dataset, read_info, verify_files
 from mt_factored.data.prepare import prepare
 from mt_factored.data.shards import ShardedDataset
 
@@ -48,6 +49,11 @@ def run_info(cfg: DatasetPathConfig) -> None:
 
 def run_verify(cfg: DatasetPathConfig) -> None:
     path = as_object(cfg).path
+    if is_parquet_dataset(path):
+        if bad := verify_files(path):
+            raise ParquetFormatError(f"{path}: {bad} missing or changed", "export it again")
+        print(f"{path}: {len(read_info(path)['files'])} Parquet files, checksums ok")
+        return
     ds = ShardedDataset(path, verify=True)
     print(f"{path}: {ds.num_shards} shards, {ds.num_episodes} episodes, checksums ok")
 

@@ -308,3 +308,25 @@ def test_a_run_resumed_on_parquet_equals_one_trained_on_chunks(tmp_path) -> None
     assert reference.keys() == resumed.keys()
     for key, value in reference.items():
         assert torch.equal(resumed[key], value), key
+
+
+def test_info_and_verify_read_a_parquet_folder(data: dict, tmp_path, capsys) -> None:
+    from mt_factored.data import dataset_summary
+
+    parquet, chunks = dataset_summary(data["parquet"]), dataset_summary(data["root"] / "chunks")
+    assert parquet["kind"] == "parquet" and parquet["episodes"] == chunks["episodes"] == 7
+    for a, b in zip(parquet["tasks"], chunks["tasks"], strict=True):
+        assert a["id"] == b["id"] and a["episodes"] == b["episodes"]
+        assert a["reward_mean"] == pytest.approx(b["reward_mean"], rel=1e-12)
+        assert (a["reward_min"], a["reward_max"]) == (b["reward_min"], b["reward_max"])
+    assert parquet["tasks"][1]["name"] == "reacher-easy"
+    assert data_main(["verify", str(data["parquet"])]) == 0
+    assert "checksums ok" in capsys.readouterr().out
+    import shutil
+
+    broken = tmp_path / "pq"
+    shutil.copytree(data["parquet"], broken)
+    victim = sorted((broken / "data").rglob("*.parquet"))[0]
+    victim.write_bytes(victim.read_bytes()[:-1] + b"\0")
+    assert data_main(["verify", str(broken)]) == 2
+    assert "missing or changed" in capsys.readouterr().err
