@@ -330,3 +330,19 @@ def test_info_and_verify_read_a_parquet_folder(data: dict, tmp_path, capsys) -> 
     victim.write_bytes(victim.read_bytes()[:-1] + b"\0")
     assert data_main(["verify", str(broken)]) == 2
     assert "missing or changed" in capsys.readouterr().err
+
+
+def test_the_arrow_cache_is_made_once_per_file(data: dict, tmp_path: Path) -> None:
+    store_from_parquet(data["parquet"], cache=tmp_path)
+    arrows = sorted(tmp_path.rglob("*.arrow"))
+    assert len(arrows) == len(read_info(data["parquet"])["files"])
+    assert all(p.with_suffix(".episodes.npy").is_file() for p in arrows)
+    times = [p.stat().st_mtime_ns for p in arrows]
+    again = store_from_parquet(data["parquet"], cache=tmp_path)
+    assert [p.stat().st_mtime_ns for p in arrows] == times  # reused, not converted again
+    arrows[0].with_suffix(".episodes.npy").unlink()  # an interrupted conversion
+    store_from_parquet(data["parquet"], cache=tmp_path)
+    assert arrows[0].stat().st_mtime_ns != times[0] and arrows[1].stat().st_mtime_ns == times[1]
+    reference = WindowDataset(data["root"] / "shards", batch_size=B, seed=9).batch(0)
+    for key, value in WindowDataset(again, batch_size=B, seed=9).batch(0).items():
+        assert torch.equal(reference[key], value)

@@ -42,7 +42,7 @@ from mt_factored.errors import MissingError
 HUB_PREFIX = "hf:"
 CACHE_ENV = "MT_FACTORED_CACHE"
 """Folder of the converted Arrow files (default ``~/.cache/mt_factored``)."""
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 BATCH_EPISODES = 64
 """Episodes per Arrow record batch of the cache (a region of the store)."""
 
@@ -123,8 +123,11 @@ def _convert(parquet: Path, arrow: Path, frames: int, keys: list[str]) -> None:
             out[FRAME_COLUMNS[key]] = column
         return pa.table(out)
 
+    index = []  # (episode_index, task_id) of every episode, in file order
+
     def write(tmp: Path) -> None:
         writer = None
+        index.clear()
         with pa.OSFile(str(tmp), "wb") as sink:
             for table in batches():
                 rows = table.num_rows
@@ -137,25 +140,40 @@ def _convert(parquet: Path, arrow: Path, frames: int, keys: list[str]) -> None:
                     raise ParquetFormatError(
                         f"{parquet}: rows are not whole episodes of {frames} frames in order"
                     )
+                tasks = table[TASK_ID].to_numpy()
+                index.append(np.stack([episode[::frames], tasks[::frames]], axis=1))
                 table = cast(table).combine_chunks()
                 if writer is None:
                     writer = pa.ipc.new_file(sink, table.schema)
                 writer.write_table(table, max_chunksize=rows)
             if writer is not None:
                 writer.close()
+        episodes = np.concatenate(index) if index else np.zeros((0, 2), np.int64)
+        # Beside the Arrow file, before it appears: opening the store reads no column data.
+        atomic_write(
+            index_path(arrow), lambda t: np.save(t, episodes.astype(np.int64)), keep_suffix=True
+        )
 
     atomic_write(arrow, write)
 
 
-def _regions(arrow: Path, keys: list[str]):
-    """Per record batch: key -> (path, byte offset) of its values, episode ids, task ids."""
+def index_path(arrow: Path) -> Path:
+    """The (episode_index, task_id) table of a converted Arrow file."""
+    return arrow.with_suffix(".episodes.npy")
+
+
+def _regions(arrow: Path, keys: list[str], frames: int):
+    """Per record batch: key -> (path, byte offset) of its values, episode ids, task ids
+    (read off the Arrow file's metadata and its index, touching no column data)."""
     import pyarrow as pa
+
+    index = np.load(index_path(arrow))
 
     mapped = pa.memory_map(str(arrow))
     mapped.seek(0)
     base = mapped.read_buffer(1).address
     reader = pa.ipc.open_file(mapped)
-    regions, counts, episodes, tasks, frames_seen = [], [], [], [], None
+    regions, counts = [], []
     for i in range(reader.num_record_batches):
         batch = reader.get_batch(i)
         region = {}
@@ -168,15 +186,12 @@ def _regions(arrow: Path, keys: list[str]):
             width = values.type.byte_width
             start = buffer.address - base + (values.offset + column.offset) * width
             region[key] = (str(arrow), int(start))
-        episode = batch.column(EPISODE).to_numpy()
-        first = np.flatnonzero(np.r_[True, episode[1:] != episode[:-1]])
-        frames_seen = len(episode) // len(first)
         regions.append(region)
-        counts.append(len(first))
-        episodes.append(episode[first])
-        tasks.append(batch.column(TASK_ID).to_numpy()[first])
+        counts.append(batch.num_rows // frames)
     del reader, mapped
-    return regions, counts, episodes, tasks, frames_seen
+    if sum(counts) != len(index):
+        raise ParquetFormatError(f"{arrow}: {sum(counts)} episodes, its index {len(index)}")
+    return regions, counts, index[:, 0], index[:, 1]
 
 
 def _dtype_name(key: str, stored: dict[str, str]) -> str:
@@ -206,15 +221,13 @@ def store_from_parquet(
         if not parquet.is_file():
             raise MissingError(f"{parquet} (listed in meta/info.json) is missing", "fetch it again")
         arrow = root / f"arrow-v{CACHE_VERSION}" / f"{entry[CHECKSUM]}.arrow"
-        if not arrow.is_file():
+        if not (arrow.is_file() and index_path(arrow).is_file()):
             _convert(parquet, arrow, frames, keys)
-        r, c, e, t, seen = _regions(arrow, keys)
-        if seen is not None and seen != frames:
-            raise ParquetFormatError(f"{parquet}: episodes of {seen} frames, info says {frames}")
+        r, c, e, t = _regions(arrow, keys, frames)
         regions += r
         counts += c
-        episodes += e
-        tasks += t
+        episodes.append(e)
+        tasks.append(t)
     episode_ids = np.concatenate(episodes) if episodes else np.zeros(0, np.int64)
     order = np.argsort(episode_ids, kind="stable")
     if not np.array_equal(episode_ids[order], np.arange(len(episode_ids))):
