@@ -346,3 +346,15 @@ def test_the_arrow_cache_is_made_once_per_file(data: dict, tmp_path: Path) -> No
     reference = WindowDataset(data["root"] / "shards", batch_size=B, seed=9).batch(0)
     for key, value in WindowDataset(again, batch_size=B, seed=9).batch(0).items():
         assert torch.equal(reference[key], value)
+
+
+def test_the_task_set_comes_from_prepared_shards(tmp_path: Path) -> None:
+    """Shards of another task set (dmc_extra) export with its names and action masks."""
+    from mt_factored.constants import SHIPPED_DATA_DIR
+
+    source = SHIPPED_DATA_DIR / "finetune" / "quadruped-walk.pt"
+    prepare(source, tmp_path / "shards", task_set="dmc_extra", progress=False)
+    info = export(tmp_path / "shards", tmp_path / "pq", progress=False)
+    assert info["task_set"] == "dmc_extra"
+    assert [(t["name"], t["action_dim"]) for t in info["tasks"]] == [("quadruped-walk", 12)]
+    assert (info["obs_dim"], info["action_dim"]) == (78, 12)

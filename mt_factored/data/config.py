@@ -57,9 +57,10 @@ class ExportConfig:
     """The folder written."""
     format: str = "parquet"
     """parquet (a Hub dataset folder) or chunks (official chunk files, lossless)."""
-    task_set: str | None = "mt30"
+    task_set: str | None = "auto"
     """Task set of the data's task ids: names the tasks and gives the valid-action masks
-    (null: the source's names, every action entry valid)."""
+    (auto: the one prepared shards record, else mt30; null: the source's names, every action
+    entry valid)."""
     file_episodes: int = 10_000
     """Episodes per Parquet file at most (a task with more gets numbered files)."""
     row_group_episodes: int = 16

@@ -7,8 +7,12 @@ from typing import Any
 
 from mt_factored.data.parquet import export_parquet, source_chunks, to_chunks
 from mt_factored.data.parquet_store import is_hub_dataset, resolve_dataset
+from mt_factored.data.shards import ShardedDataset
 from mt_factored.data.stream import open_store
 from mt_factored.errors import InputError
+
+DEFAULT_TASK_SET = "mt30"
+"""The task set of chunks, which do not record one (the public data's)."""
 
 
 def export(
@@ -34,6 +38,9 @@ def export(
     if format != "parquet":
         raise InputError(f"format must be parquet or chunks, got {format!r}")
     store = open_store(source)
+    if options.get("task_set", "auto") == "auto":
+        recorded = store.index.get("task_set") if isinstance(store, ShardedDataset) else None
+        options["task_set"] = recorded or DEFAULT_TASK_SET
     return export_parquet(
         store,
         out,
