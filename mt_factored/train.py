@@ -65,8 +65,9 @@ def publish(cfg: TrainConfig, run_dir: Path, results: dict, wall_s: float) -> Pa
     """``publish.dir``: the final student as a Hub model folder (see hub/publish.py)."""
     data, expert = plain(cfg.data), plain(cfg.expert)
     datasets = cfg.publish.datasets
-    if datasets is None and isinstance(data, str) and data.startswith(HUB_DATASET):
-        datasets = [data[len(HUB_DATASET) :].split("@")[0]]
+    if datasets is None:  # only what is known: a Hub dataset the run read, else none
+        hub = isinstance(data, str) and data.startswith(HUB_DATASET)
+        datasets = [data[len(HUB_DATASET) :].split("@")[0]] if hub else []
     base_model = cfg.publish.base_model
     if base_model is None and isinstance(expert, str) and expert.startswith(HUB_EXPERT):
         base_model = ["/".join(expert[len(HUB_EXPERT) :].split("/")[:2])]
@@ -78,7 +79,7 @@ def publish(cfg: TrainConfig, run_dir: Path, results: dict, wall_s: float) -> Pa
         teacher=repo_relative(expert),
         data=repo_relative(data),
         repo_id=cfg.publish.repo_id,
-        datasets=list(datasets) if datasets else None,
+        datasets=list(datasets),
         base_model=list(base_model) if base_model else None,
         wall_s=wall_s,
         shown_folder=repo_relative(str(Path(cfg.publish.dir).absolute())),

@@ -55,6 +55,7 @@ def test_the_card_has_the_model_index_teacher_data_and_hardware(published: dict)
     folder, results = published["folder"], published["results"]
     meta = card_metadata(folder)
     assert meta["base_model"] == ["me/teacher"] and meta["library_name"] == "mt_factored"
+    assert "datasets" not in meta  # the data were local files (named in the body)
     metrics = {r["dataset"]["name"]: r["metrics"][0] for r in meta["model-index"][0]["results"]}
     assert set(metrics) == {"cartpole-balance", "reacher-easy"}
     for task, stats in results["student"].items():

@@ -129,14 +129,15 @@ expert = expert_from_pretrained("{{ repo_id }}")
 def card_data(
     tags: list[str], datasets: list[str] | None, base_model: str | list[str] | None = None
 ) -> ModelCardData:
-    """The card's metadata: library, licence, tags, pipeline, the datasets (default: the
-    public TD-MPC2 data) and the model it was distilled from (``base_model``, when known)."""
+    """The card's metadata: library, licence, tags, pipeline, the datasets (None: the public
+    TD-MPC2 data; an empty list: none) and the model it was distilled from (``base_model``,
+    when known)."""
     return ModelCardData(
         library_name=LIBRARY_NAME,
         license=LICENSE,
         tags=sorted(tags),
         pipeline_tag=PIPELINE_TAG,
-        datasets=list(datasets or [TDMPC2_REPO]),
+        datasets=list(datasets) or None if datasets is not None else [TDMPC2_REPO],
         base_model=base_model or None,
     )
 

@@ -159,8 +159,8 @@ class PublishConfig:
     repo_id: str | None = None
     """The Hub id the card's commands show (null: ORG/<folder name>)."""
     datasets: list[str] | None = None
-    """Hub datasets for the card's metadata (null: hf:ORG/NAME of ``data``, else the public
-    TD-MPC2 data)."""
+    """Hub datasets for the card's metadata (null: hf:ORG/NAME of ``data``, else none; the
+    card's body names the data files anyway)."""
     base_model: list[str] | None = None
     """Hub ids of the teacher(s) for the card's ``base_model`` (null: the repo of a
     ``hub:ORG/NAME/file.pt`` expert, else none; the card names the teacher files anyway)."""
