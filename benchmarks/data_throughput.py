@@ -1,12 +1,16 @@
-"""Data pipeline throughput: prepare MB/s, windows/s for 0/1/2 workers, peak resident memory.
+"""Data pipeline throughput: prepare MB/s, windows/s for 0/1/2 workers, peak resident memory,
+from the .npy shards and from the Parquet export of the same data.
 
     python benchmarks/data_throughput.py --size-gb 8        # the README table (~10 min)
     python benchmarks/data_throughput.py --size-gb 0.5      # quick check
+    python benchmarks/data_throughput.py --size-gb 0.5 --formats parquet   # Parquet rows only
 
 Writes a synthetic mt30-shaped dataset in the official chunk format (torch.save of a
 TensorDict, float32, 30 tasks, 501 frames, action padding and NaN slots as the public
 data) of --size-gb GB into --workdir, prepares it (and a 1/--growth subset) into shards,
-then streams batches of --batch-size windows (horizon 3) from each, each measurement in
+exports both to Parquet (`python -m mt_factored.data export`; the training store converts it
+once to Arrow in the work dir), then streams batches of --batch-size windows (horizon 3) from
+each, each measurement in
 a fresh subprocess whose peak resident memory (VmHWM) is read from /proc. Deletes the
 work dir at the end unless --keep. Prints a markdown table.
 """
@@ -95,6 +99,29 @@ def measure_prepare(source: str, out: str) -> None:
     )
 
 
+def measure_export(shards: str, out: str) -> None:
+    from mt_factored.data.export import export
+    from mt_factored.data.parquet_store import store_from_parquet
+
+    start = time.perf_counter()
+    export(shards, out, progress=False)
+    exported = time.perf_counter()
+    store = store_from_parquet(out)  # the one-off conversion to the Arrow cache
+    converted = time.perf_counter()
+    nbytes = sum(f.stat().st_size for f in Path(out).rglob("*.parquet"))
+    print(
+        json.dumps(
+            {
+                "export_s": exported - start,
+                "convert_s": converted - exported,
+                "parquet_gb": nbytes / 1e9,
+                "episodes": store.num_episodes,
+                "peak_rss_mb": vm_kb() / 1024,
+            }
+        )
+    )
+
+
 def measure_stream(path: str, workers: int, batches: int, warmup: int, batch_size: int) -> None:
     import torch
     from torch.utils.data import DataLoader
@@ -139,12 +166,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--formats", nargs="+", default=["shards", "parquet"])
     parser.add_argument("--keep", action="store_true", help="keep the work dir")
     args = parser.parse_args()
     if args.chunks % args.growth:
         parser.error("--chunks must be a multiple of --growth")
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
+    os.environ["MT_FACTORED_CACHE"] = str(work / "arrow")  # the Parquet store's Arrow files
     try:
         source = work / "chunks"
         start = time.perf_counter()
@@ -158,18 +187,24 @@ def main() -> None:
                 os.link(p, target)
         prep = run_self("_prepare", str(source), str(work / "full"))
         run_self("_prepare", str(small_src), str(work / "small"))
+        exports = {}
+        if "parquet" in args.formats:
+            for name in ("small", "full"):
+                exports[name] = run_self("_export", str(work / name), str(work / f"{name}-pq"))
         rows = []
-        for name in ("small", "full"):
-            for workers in args.workers:
-                r = run_self(
-                    "_stream",
-                    str(work / name),
-                    str(workers),
-                    str(args.batches),
-                    str(args.warmup),
-                    str(args.batch_size),
-                )
-                rows.append((name, workers, r))
+        for fmt in args.formats:
+            for name in ("small", "full"):
+                folder = work / (name if fmt == "shards" else f"{name}-pq")
+                for workers in args.workers:
+                    r = run_self(
+                        "_stream",
+                        str(folder),
+                        str(workers),
+                        str(args.batches),
+                        str(args.warmup),
+                        str(args.batch_size),
+                    )
+                    rows.append((fmt, name, workers, r))
         load = os.getloadavg()
         size = {
             name: sum(f.stat().st_size for f in (work / name).glob("*.npy")) / 1e9
@@ -184,14 +219,21 @@ def main() -> None:
             f"prepare: {prep['mb_per_s']:.0f} MB/s ({prep['seconds']:.0f} s), "
             f"peak RSS {prep['peak_rss_mb']:.0f} MB\n"
         )
+        for name, e in exports.items():
+            print(
+                f"export {name} ({size[name]:.2f} GB of shards): {e['export_s']:.0f} s to "
+                f"{e['parquet_gb']:.2f} GB of Parquet, {e['convert_s']:.0f} s to Arrow, peak "
+                f"RSS {e['peak_rss_mb']:.0f} MB\n"
+            )
         print(
-            "| shards | workers | windows/s (B=256, H=3) | peak RSS main (MB) | peak RSS per worker (MB) |"
+            "| format | data | workers | windows/s (B=256, H=3) | peak RSS main (MB) "
+            "| peak RSS per worker (MB) |"
         )
-        print("|---|---|---|---|---|")
-        for name, workers, r in rows:
+        print("|---|---|---|---|---|---|")
+        for fmt, name, workers, r in rows:
             worker_rss = f"{r['worker_peak_rss_mb']:.0f}" if workers else "-"
             print(
-                f"| {size[name]:.1f} GB | {workers} | {r['windows_per_s']:,.0f} | "
+                f"| {fmt} | {size[name]:.1f} GB | {workers} | {r['windows_per_s']:,.0f} | "
                 f"{r['main_peak_rss_mb']:.0f} | {worker_rss} |"
             )
     finally:
@@ -202,6 +244,8 @@ def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "_prepare":
         measure_prepare(*sys.argv[2:4])
+    elif len(sys.argv) > 1 and sys.argv[1] == "_export":
+        measure_export(*sys.argv[2:4])
     elif len(sys.argv) > 1 and sys.argv[1] == "_stream":
         measure_stream(sys.argv[2], *map(int, sys.argv[3:7]))
     else:

@@ -1,8 +1,10 @@
-"""``python -m mt_factored.hub push``: publish a student or an expert on the Hugging Face Hub.
+"""``python -m mt_factored.hub push`` / ``push-dataset``: publish a student, an expert or a dataset
+on the Hugging Face Hub.
 
     python -m mt_factored.hub push checkpoint=runs/dmcontrol30/checkpoints/last.ckpt \\
         repo_id=ORG/NAME results=results.json --dry-run          # -> runs/hub/ORG--NAME/
     python -m mt_factored.hub push checkpoint=... repo_id=ORG/NAME [private=true] [revision=v1]
+    python -m mt_factored.hub push-dataset folder=runs/mt30-parquet repo_id=ORG/NAME --dry-run
 
 Arguments are Hydra's ``key=value`` (``--dry-run`` stands for ``dry_run=true``);
 ``python -m mt_factored.hub push --help`` lists every key, its default and what it means.
@@ -17,6 +19,7 @@ import sys
 from mt_factored import cli
 from mt_factored.artifacts.configs import as_object
 from mt_factored.hub.push import PushConfig, push
+from mt_factored.hub.push_dataset import PushDatasetConfig, push_dataset
 
 COMMANDS = {
     "push": cli.Subcommand(
@@ -24,7 +27,14 @@ COMMANDS = {
         lambda cfg: push(as_object(cfg)),
         PushConfig.__doc__,
         flags={"--dry-run": "dry_run=true"},
-    )
+    ),
+    "push-dataset": cli.Subcommand(
+        "hub_push_dataset",
+        lambda cfg: push_dataset(as_object(cfg)),
+        PushDatasetConfig.__doc__,
+        positional="folder",
+        flags={"--dry-run": "dry_run=true"},
+    ),
 }
 
 

@@ -32,9 +32,10 @@ from mt_factored.analysis.config import (
 )
 from mt_factored.analysis.expert_curves import ExpertCurvesConfig
 from mt_factored.artifacts.shipped import register_resolvers
-from mt_factored.data.config import DatasetPathConfig, PrepareConfig
+from mt_factored.data.config import DatasetPathConfig, ExportConfig, PrepareConfig
 from mt_factored.distill import DistillConfig
 from mt_factored.hub.push import PushConfig
+from mt_factored.hub.push_dataset import PushDatasetConfig
 from mt_factored.online.config import ExpertTrainConfig
 from mt_factored.planning.base import MPPIConfig
 from mt_factored.student.config import StudentSpec
@@ -50,9 +51,11 @@ COMMANDS: dict[str, type] = {
     "partition": PartitionConfig,
     "expert_train": ExpertTrainConfig,
     "data_prepare": PrepareConfig,
+    "data_export": ExportConfig,
     "data_info": DatasetPathConfig,
     "data_verify": DatasetPathConfig,
     "hub_push": PushConfig,
+    "hub_push_dataset": PushDatasetConfig,
     "plot_expert_curves": ExpertCurvesConfig,
 }
 """Primary config name -> its schema (stored as ``<name>_schema``)."""

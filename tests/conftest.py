@@ -38,3 +38,9 @@ def expert():
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
     return model.eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _arrow_cache(tmp_path_factory) -> None:
+    """Parquet datasets convert to Arrow in a per-run folder, never in ~/.cache."""
+    os.environ.setdefault("MT_FACTORED_CACHE", str(tmp_path_factory.mktemp("mt_factored_cache")))

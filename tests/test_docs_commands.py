@@ -199,7 +199,8 @@ def test_documented_override_composes(where: str, override: str) -> None:
     """Each span of overrides composes in at least one command (the docs show it in prose)."""
     errors = []
     overrides = [choose_option(o) for o in split_overrides(override)]
-    for config_name in dict.fromkeys(CONFIGS.values()):
+    subcommands = [sub.config_name for subs in SUBCOMMANDS.values() for sub in subs.values()]
+    for config_name in dict.fromkeys([*CONFIGS.values(), *subcommands]):
         extra = ["name=x"] if config_name in ("train", "finetune") else []
         try:
             cfg = cli.compose(config_name, [*extra, *overrides])

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tiny import run_cli, write_tiny_expert
+from tiny import run_cli, write_tiny_expert, write_tiny_student
 
 FAST_PLANNING = [
     "planning.num_samples=32",
@@ -65,6 +65,49 @@ def test_evaluate_writes_video_of_first_episode(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr[-3000:]
     video = tmp_path / "eval" / "expert-cartpole-balance.mp4"
     assert video.is_file() and video.stat().st_size > 1000
+
+
+def test_side_by_side_video_and_filmstrip(tmp_path: Path) -> None:
+    """Student and expert, same env seed, in one mp4 per task, and a filmstrip PNG."""
+    pytest.importorskip("imageio_ffmpeg", reason="video needs the video extra")
+    import imageio.v2 as imageio
+
+    expert = write_tiny_expert(tmp_path / "expert.pt")
+    student = write_tiny_student(tmp_path / "student")
+    out = evaluate(
+        f"expert={expert}",
+        "expert_model_size=auto",
+        f"student={student}",
+        "tasks=[cartpole-balance]",
+        "episodes=1",
+        "max_steps=8",
+        "latency_repeats=0",
+        "video=true",
+        "video_layout=side_by_side",
+        "filmstrip=4",
+        "progress_bar=false",
+        f"out_dir={tmp_path / 'eval'}",
+        *FAST_PLANNING,
+        cwd=tmp_path,
+    )
+    if out.returncode != 0 and "EGL" in out.stderr:
+        pytest.skip("no headless OpenGL (EGL) on this machine")
+    assert out.returncode == 0, out.stderr[-3000:]
+    folder = tmp_path / "eval"
+    one = imageio.mimread(folder / "student-cartpole-balance.mp4")
+    both = imageio.mimread(folder / "cartpole-balance.mp4")
+    assert len(both) == len(one) == 8
+    assert both[0].shape[1] == 2 * one[0].shape[1] and both[0].shape[0] == one[0].shape[0]
+    strip = imageio.imread(folder / "cartpole-balance-filmstrip.png")
+    assert strip.shape[0] == 2 * (one[0].shape[0] // 2)  # a row per model, half size
+    assert strip.shape[1] == 4 * (one[0].shape[1] // 2)
+    assert "━" not in out.stdout + out.stderr  # progress_bar=false: no bars
+
+
+def test_video_options_need_video(tmp_path: Path) -> None:
+    expert = write_tiny_expert(tmp_path / "expert.pt")
+    out = evaluate(f"expert={expert}", "filmstrip=3", f"out_dir={tmp_path}", cwd=tmp_path)
+    assert out.returncode == 2 and "need video=true" in out.stderr
 
 
 def test_evaluate_needs_a_model(tmp_path: Path) -> None:

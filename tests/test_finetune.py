@@ -260,8 +260,16 @@ def test_finetune_runs_freezes_shared_modules_and_evaluates(assets, tmp_path) ->
     from mt_factored.training.finetune import load_pretrained
     from mt_factored.training.module import DistillModule
 
-    results = run(finetune_cfg(assets, tmp_path, "freeze_shared=true", "optim.lr=1e-2"))
+    published = tmp_path / "published"
+    results = run(
+        finetune_cfg(
+            assets, tmp_path, "freeze_shared=true", "optim.lr=1e-2", f"publish.dir={published}"
+        )
+    )
     assert set(results["student"]) == {"quadruped-walk"}
+    folder = FactoredStudent.from_pretrained(published)  # publish.dir: the finetuned student
+    assert folder.config.task_names[-1] == "quadruped-walk"
+    assert "quadruped-walk" in (published / "README.md").read_text().split("---")[1]
     assert set(results["expert"]) == {"quadruped-walk"}
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
     tuned = DistillModule.load_from_checkpoint(ckpt).student

@@ -15,6 +15,7 @@ from omegaconf import MISSING
 
 from mt_factored.analysis.budget.grid import BudgetScaling
 from mt_factored.analysis.partition.discover import Discovery
+from mt_factored.errors import InputError
 from mt_factored.planning.base import MPPIConfig
 from mt_factored.planning.episodes import EpisodeConfig
 from mt_factored.planning.fidelity import FidelityConfig
@@ -56,7 +57,16 @@ class EvaluateConfig(ModelRunConfig):
     """``python -m mt_factored.evaluate``: returns and planning latency in dm_control."""
 
     video: bool = False
-    """Write an mp4 of each model's first episode per task (needs MUJOCO_GL=egl or osmesa)."""
+    """Write an mp4 of each model's first episode per task, ``<model>-<task>.mp4`` in out_dir
+    (every model's first episode has the same env seed; needs MUJOCO_GL=egl or osmesa)."""
+    video_layout: str = "separate"
+    """separate (one mp4 per model and task) or side_by_side (also ``<task>.mp4``: student and
+    expert next to each other, same seed). Needs video=true."""
+    filmstrip: int = 0
+    """Also write ``<task>-filmstrip.png`` in out_dir: a row per model of this many evenly
+    spaced frames (0: none). Needs video=true."""
+    progress_bar: bool = True
+    """Progress bars (control steps per task, rate, ETA)."""
     out: str | None = None
     """Also write the results as JSON here (``hub push ... results=`` reads it)."""
     perturb: Any = None
@@ -71,6 +81,15 @@ class EvaluateConfig(ModelRunConfig):
     """Also write the robustness plot here, e.g. docs/robustness_walker-stand.png."""
     out_dir: str = "runs/evaluate/${now:%Y-%m-%d_%H-%M-%S}"
     """Folder of the videos, the robustness results and the Hydra record."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.video_layout not in ("separate", "side_by_side"):
+            raise InputError(
+                f"video_layout must be separate or side_by_side, got {self.video_layout!r}"
+            )
+        if (self.video_layout != "separate" or self.filmstrip) and not self.video:
+            raise InputError("video_layout and filmstrip need video=true")
 
 
 @dataclass(kw_only=True)
@@ -124,6 +143,9 @@ class BudgetSweepConfig(ModelsConfig):
     Results go to ``out`` after every cell; re-running with the same ``out`` skips finished
     cells.
     """
+
+    progress_bar: bool = True
+    """Progress bars (cells, control steps, rate, ETA)."""
 
     students: Any = None
     """Students: a Lightning .ckpt, a student folder or a Hub id, or ``{label: path, ...}`` to

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from mt_factored.analysis.config import EvaluateConfig, ModelRunConfig
 from mt_factored.analysis.models import EXPERT, STUDENT, LoadedModel, load_models
+from mt_factored.analysis.video import combine_videos
 from mt_factored.artifacts.atomic import write_json
+from mt_factored.artifacts.progress import progress_bars as command_progress_bars
 from mt_factored.artifacts.provenance import hardware_info
 from mt_factored.errors import InputError
 from mt_factored.planning.base import PlanningModel
@@ -28,12 +30,15 @@ def evaluate_model(
     obs_dim: int,
     task_ids: dict[str, int],
     cfg: EvaluateConfig,
-    progress: Progress,
+    progress: Any,
 ) -> dict[str, EpisodeStats]:
-    """Run ``model`` on every task of ``task_ids``; adds single-env latency to each result."""
+    """Run ``model`` on every task of ``task_ids``; adds single-env latency to each result.
+    ``progress``: a rich Progress for the step bars, or None."""
     planner = MPPIPlanner(model, cfg.planning, generator=cfg.seed)
 
     def progress_bar(task: str):
+        if progress is None:
+            return None
         bar = progress.add_task(f"{name} {task}", total=cfg.max_steps or 500)
         return lambda n: progress.update(bar, completed=n)
 
@@ -49,10 +54,9 @@ def evaluate_model(
     )
 
 
-def progress_bars() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
-    )
+def progress_bars(enabled: bool = True) -> Any:
+    """Bars of control steps per model and task, with rate and ETA (None when disabled)."""
+    return command_progress_bars(enabled, "steps")
 
 
 def models_of(cfg: ModelRunConfig) -> dict[str, LoadedModel]:
@@ -70,7 +74,7 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
     """
     results: dict[str, dict[str, EpisodeStats]] = {}
     models = models_of(cfg)
-    with progress_bars() as progress:
+    with progress_bars(cfg.progress_bar) as progress:
         for name, m in models.items():
             # generator=None: the policy samples draw their seed from torch's global RNG
             results[name] = evaluate_model(
@@ -85,6 +89,15 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
     if EXPERT in results and STUDENT in results:
         print("\nstudent vs expert")
         print(comparison_table(results[STUDENT], results[EXPERT]))
+    if cfg.video and (cfg.video_layout != "separate" or cfg.filmstrip):
+        order = [m for m in (STUDENT, EXPERT) if m in results]  # student on the left
+        combine_videos(
+            cfg.out_dir,
+            order,
+            list(cfg.tasks),
+            layout=cfg.video_layout,
+            filmstrip_frames=cfg.filmstrip,
+        )
     if cfg.out:
         write_results_json(cfg.out, results)
     return results

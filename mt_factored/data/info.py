@@ -11,6 +11,7 @@ import numpy as np
 
 from mt_factored.constants import REWARD
 from mt_factored.data.chunks import read_chunk
+from mt_factored.data.parquet import FRAME, TASK_ID, is_parquet_dataset, read_info
 from mt_factored.data.shards import ShardedDataset, read_index
 from mt_factored.data.store import chunk_paths
 from mt_factored.data.validate import as_float32, to_numpy
@@ -64,11 +65,45 @@ def _per_task_from_chunks(source: Any) -> tuple[dict[int, list[float]], dict[str
     return out, meta
 
 
+def _per_task_from_parquet(folder: Path) -> tuple[dict[int, list[float]], dict[str, Any]]:
+    """Reward statistics read from the Parquet files' columns (frame 0 left out)."""
+    import pyarrow.parquet as pq  # lazy: pyarrow loads only for the Parquet format
+
+    info = read_info(folder)
+    out: dict[int, list[float]] = {}
+    for name in sorted(info["files"]):
+        source = pq.ParquetFile(folder / name)
+        for batch in source.iter_batches(columns=[TASK_ID, FRAME, REWARD], batch_size=1 << 16):
+            frame = batch.column(FRAME).to_numpy()
+            ids = batch.column(TASK_ID).to_numpy().astype(np.int64)[frame > 0]
+            reward = batch.column(REWARD).to_numpy(zero_copy_only=False)[frame > 0]
+            for task in np.unique(ids):  # episodes are counted from the task table below
+                r = reward[ids == task].astype(np.float64)
+                s = out.setdefault(int(task), [0, 0, 0.0, 0.0, math.inf, -math.inf])
+                s[1:4] = [s[1] + r.size, s[2] + float(r.sum()), s[3] + float((r * r).sum())]
+                s[4], s[5] = min(s[4], float(r.min())), max(s[5], float(r.max()))
+    for task in info["tasks"]:
+        out[task["id"]][0] = task["episodes"]
+    meta = {
+        "kind": "parquet",
+        "task_set": info.get("task_set"),
+        "frames": info["frames"],
+        "obs_dim": info["obs_dim"],
+        "action_dim": info["action_dim"],
+        "shards": len(info["files"]),
+        "complete": True,
+        "bytes": sum(f["bytes"] for f in info["files"].values()),
+    }
+    names = {t["id"]: t["name"] for t in info["tasks"]}
+    return out, {**meta, "names": names}
+
+
 def dataset_summary(path: str | os.PathLike) -> dict[str, Any]:
-    """Summary of a prepared folder (from its index) or of official chunks (read now).
+    """Summary of a prepared folder (from its index), a Parquet dataset folder (its columns)
+    or of official chunks (read now).
 
     Returns:
-        dict with `path`, `kind` ("shards" or "chunks"), `task_set`, `frames`, `obs_dim`,
+        dict with `path`, `kind` ("shards", "parquet" or "chunks"), `task_set`, `frames`, `obs_dim`,
         `action_dim`, `episodes`, `transitions` (episodes x (frames - 1)), `shards`,
         `bytes`, and `tasks`: one dict per task with `id`, `name`, `episodes`,
         `transitions`, `reward_mean`, `reward_std`, `reward_min`, `reward_max`.
@@ -89,6 +124,10 @@ def dataset_summary(path: str | os.PathLike) -> dict[str, Any]:
             "complete": bool(index.get("complete")),
             "bytes": sum(f["bytes"] for s in index["shards"] for f in s["files"].values()),
         }
+    elif is_parquet_dataset(path):
+        per_task, meta = _per_task_from_parquet(path)
+        by_id = meta.pop("names")
+        names = [by_id.get(i, str(i)) for i in range(max(by_id, default=-1) + 1)]
     else:
         per_task, meta = _per_task_from_chunks(path)
         meta = {"kind": "chunks", "task_set": None, "complete": True, **meta}
@@ -124,7 +163,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"{'id':>3}  {'task':<26} {'episodes':>9} {'transitions':>12} {'r mean':>8} "
         f"{'r std':>8} {'r min':>8} {'r max':>8}"
     )
-    files = "shards" if summary["kind"] == "shards" else "chunk files"
+    files = {"shards": "shards", "parquet": "Parquet files"}.get(summary["kind"], "chunk files")
     lines = [
         f"{summary['path']} ({summary['kind']}, task set {summary['task_set']}, "
         f"{summary['frames']} frames/episode, obs {summary['obs_dim']}, action "

@@ -48,8 +48,12 @@ class EpisodeStore:
         episodes: episodes per shard.
         dtypes: dataset-wide logical dtype name of each frame key ("float32", "bfloat16", ...).
         frames, obs_dim, action_dim: sizes shared by all shards.
-        episode_tasks: task id of every episode, [sum(episodes)].
+        episode_tasks: task id of every episode, [sum(episodes)], in the store's order.
         task_names: names by task id, if known.
+        order: where episode i of the store lies among the shards' episodes (concatenated
+            in shard order), [sum(episodes)]; None: in that order. A store over files that
+            group episodes differently from their source (Parquet files per task) keeps the
+            source's episode order, and with it the sampler's windows.
     """
 
     def __init__(
@@ -62,6 +66,7 @@ class EpisodeStore:
         action_dim: int,
         episode_tasks: np.ndarray,
         task_names: Sequence[str] | None = None,
+        order: np.ndarray | None = None,
     ) -> None:
         self.dtypes = dict(dtypes)
         self.frames, self.obs_dim, self.action_dim = int(frames), int(obs_dim), int(action_dim)
@@ -70,6 +75,9 @@ class EpisodeStore:
         if len(self.episode_tasks) != self.offsets[-1]:
             raise InputError("episode_tasks must hold one task id per episode")
         self.task_names = list(task_names) if task_names is not None else None
+        self.order = None if order is None else np.asarray(order, dtype=np.int64)
+        if self.order is not None and len(self.order) != self.offsets[-1]:
+            raise InputError("order must hold one position per episode")
         self.keys = [k for k in FRAME_KEYS if k in self.dtypes]
         self._paths = {k: [r[k][0] for r in regions] for k in self.keys}
         self._starts = {k: np.array([r[k][1] for r in regions], dtype=np.int64) for k in self.keys}
@@ -149,6 +157,7 @@ class EpisodeStore:
             else {k: np.empty(v, np.float32) for k, v in shapes.items()}
         )
         fds = self._descriptors()
+        episode_ids, episodes = episodes, self.physical(episodes)
         shard = np.searchsorted(self.offsets, episodes, side="right") - 1
         frame = (episodes - self.offsets[shard]) * self.frames + starts  # within its shard
         for key in self.keys:
@@ -161,7 +170,37 @@ class EpisodeStore:
             dtype = self.dtypes[key]
             array = np.frombuffer(data, NUMPY_DTYPES[TORCH_DTYPES[dtype]])
             out[key][...] = as_float32(array, dtype).reshape(shapes[key])
-        out[TASK] = self.episode_tasks[episodes]
+        out[TASK] = self.episode_tasks[episode_ids]
+        return out
+
+    def physical(self, episodes: np.ndarray) -> np.ndarray:
+        """Positions of the store's episodes `episodes` among the shards' episodes."""
+        return episodes if self.order is None else self.order[episodes]
+
+    def read_episodes(self, episodes: Sequence[int]) -> dict[str, np.ndarray]:
+        """Whole episodes, every frame (the unused slot of frame 0 included), as stored.
+
+        Args:
+            episodes: the store's episode indices.
+
+        Returns:
+            key -> [len(episodes), frames, ...] arrays in the stored dtype (bfloat16 as
+            uint16 bits), for every key of `dtypes`.
+        """
+        episodes = self.physical(np.asarray(episodes, np.int64))
+        fds = self._descriptors()
+        shard = np.searchsorted(self.offsets, episodes, side="right") - 1
+        local = episodes - self.offsets[shard]
+        out = {}
+        for key in self.keys:
+            size = self._row_bytes[key] * self.frames
+            where = (self._starts[key][shard] + local * size).tolist()
+            data = b"".join(map(os.pread, fds[key][shard].tolist(), repeat(size), where))
+            if len(data) != size * len(episodes):
+                raise OSError(f"short read from {key} files (truncated shard?); re-run prepare")
+            dtype = NUMPY_DTYPES[TORCH_DTYPES[self.dtypes[key]]]
+            shape = (len(episodes), self.frames, *self._shape[key])
+            out[key] = np.frombuffer(data, dtype).reshape(shape)
         return out
 
 

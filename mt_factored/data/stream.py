@@ -23,6 +23,8 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mt_factored.constants import TASK
+from mt_factored.data.parquet import is_parquet_dataset
+from mt_factored.data.parquet_store import is_hub_dataset, resolve_dataset, store_from_parquet
 from mt_factored.data.sampler import WindowSampler
 from mt_factored.data.shards import ShardedDataset
 from mt_factored.data.store import EpisodeStore, store_from_chunks
@@ -32,11 +34,17 @@ Source = str | os.PathLike | Sequence[str | os.PathLike] | EpisodeStore
 
 
 def open_store(source: Source) -> EpisodeStore:
-    """A prepared shard folder, official chunk file(s) / a folder of them, or a store."""
+    """A prepared shard folder, official chunk file(s) / a folder of them, a Parquet dataset
+    folder (`parquet.py`), ``hf:ORG/NAME[@revision]`` (a Hub dataset repo holding one), or a
+    store."""
     if isinstance(source, EpisodeStore):
         return source
+    if is_hub_dataset(source):
+        return store_from_parquet(resolve_dataset(source))
     if isinstance(source, str | os.PathLike) and ShardedDataset.is_prepared(source):
         return ShardedDataset(source)
+    if isinstance(source, str | os.PathLike) and is_parquet_dataset(source):
+        return store_from_parquet(source)
     return store_from_chunks(source)
 
 

@@ -81,7 +81,11 @@ embodiment table and `format_version` {{ format_version }}; `model.safetensors` 
 ## Results
 
 {{ results }}
+{% if about %}
+## Training
 
+{{ about }}
+{% endif %}
 ## Reproduce
 
 {{ reproduce }}
@@ -122,15 +126,19 @@ expert = expert_from_pretrained("{{ repo_id }}")
 
 
 # ------------------------------------------------------------------------------ cards
-def card_data(tags: list[str], datasets: list[str] | None) -> ModelCardData:
-    """The card's metadata: library, licence, tags, pipeline and the datasets (default: the
-    public TD-MPC2 data)."""
+def card_data(
+    tags: list[str], datasets: list[str] | None, base_model: str | list[str] | None = None
+) -> ModelCardData:
+    """The card's metadata: library, licence, tags, pipeline, the datasets (None: the public
+    TD-MPC2 data; an empty list: none) and the model it was distilled from (``base_model``,
+    when known)."""
     return ModelCardData(
         library_name=LIBRARY_NAME,
         license=LICENSE,
         tags=sorted(tags),
         pipeline_tag=PIPELINE_TAG,
-        datasets=list(datasets or [TDMPC2_REPO]),
+        datasets=list(datasets) or None if datasets is not None else [TDMPC2_REPO],
+        base_model=base_model or None,
     )
 
 
@@ -145,11 +153,12 @@ def _card(
     results_meta: Mapping[str, Any] | None,
     datasets: list[str] | None,
     training: Mapping[str, Any] | None = None,
+    base_model: str | list[str] | None = None,
     **fields: Any,
 ) -> ModelCard:
     """A card of ``role`` ("student" or "expert"): metadata, evaluation results, the names
     every template shows (title, repo id, download folder) and the template's own ``fields``."""
-    data = card_data(tags, datasets)
+    data = card_data(tags, datasets, base_model)
     repo = repo_id or f"ORG/{default_name}"
     title = repo.split("/")[-1]
     evals = eval_results(results, role)
@@ -176,6 +185,8 @@ def student_card(
     results_meta: Mapping[str, Any] | None = None,
     training: Mapping[str, Any] | None = None,
     datasets: list[str] | None = None,
+    base_model: str | list[str] | None = None,
+    about: str | None = None,
 ) -> ModelCard:
     """The card of a student (``FactoredStudent.save_pretrained(model_card_kwargs=...)``).
 
@@ -184,6 +195,8 @@ def student_card(
         results, results_meta: :func:`read_results` of the evaluation.
         training: settings to reproduce the run (distill, optim, seed, steps).
         datasets: Hub datasets it was trained on; default the public TD-MPC2 data.
+        base_model: Hub id(s) of the teacher it was distilled from (card metadata).
+        about: Markdown of a "Training" section (teacher, data, how to reproduce the returns).
     """
     c = student.config
     return _card(
@@ -196,6 +209,8 @@ def student_card(
         results_meta=results_meta,
         datasets=datasets,
         training=training,
+        base_model=base_model,
+        about=about,
         task_set=known_task_set(c.task_names),
         example_task=c.task_names[0],
         num_tasks=c.num_tasks,

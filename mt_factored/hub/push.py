@@ -82,9 +82,12 @@ def _is_model_folder(folder: Path) -> bool:
         return False
 
 
-def write_fresh(source: Any, out: Path, card: dict[str, Any]) -> Path:
+def write_fresh(
+    source: Any, out: Path, card: dict[str, Any], extra: dict[str, str] | None = None
+) -> Path:
     """Write the folder beside ``out``, then swap it in: no stale file from an earlier run
-    is uploaded, and an existing ``out`` that is not a model folder is never touched."""
+    is uploaded, and an existing ``out`` that is not a model folder is never touched.
+    ``extra``: more files of the folder, name -> text."""
     if out.exists() and any(out.iterdir()) and not _is_model_folder(out):
         raise InputError(
             f"out={out} exists and is not a model folder", "choose an empty or new folder"
@@ -94,6 +97,8 @@ def write_fresh(source: Any, out: Path, card: dict[str, Any]) -> Path:
     tmp.mkdir()  # not mkdtemp: the folder gets the umask's permissions, not 0700
     try:
         write_folder(source, tmp, **card)
+        for name, text in (extra or {}).items():
+            (tmp / name).write_text(text)
         if out.exists():
             old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
             os.replace(out, old)

@@ -110,3 +110,24 @@ def eval_results(results: Results | None, model: str) -> list[EvalResult]:
         )
         for task, stats in results[model].items()
     ]
+
+
+def results_json(results: Results, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``results`` in the JSON layout of ``mt_factored.evaluate ... out=`` (what
+    :func:`read_results` reads), with ``meta`` under ``_meta`` (default: this hardware)."""
+    data: dict[str, Any] = {
+        model: {
+            task: {
+                "returns": s.returns,
+                "mean": s.mean,
+                "std": s.std,
+                "plan_ms_single_env": s.plan_ms_single_env,
+                "plan_ms_per_call": s.plan_ms_per_call,
+                "envs_per_call": s.envs_per_call,
+            }
+            for task, s in res.items()
+        }
+        for model, res in results.items()
+    }
+    data["_meta"] = dict(meta) if meta is not None else {"hardware": hardware_info()}
+    return data

@@ -53,11 +53,12 @@ def describe_operations(operations: list[CommitOperationAdd]) -> str:
     return "\n".join(lines)
 
 
-def repo_url(repo_id: str, revision: str | None = None) -> str:
-    """The web page of a model repo (at ``revision`` when it is not main)."""
+def repo_url(repo_id: str, revision: str | None = None, repo_type: str = "model") -> str:
+    """The web page of a model (or dataset) repo (at ``revision`` when it is not main)."""
     from huggingface_hub import constants
 
-    url = f"{constants.ENDPOINT}/{repo_id}"
+    kind = "datasets/" if repo_type == "dataset" else ""
+    url = f"{constants.ENDPOINT}/{kind}{repo_id}"
     return f"{url}/tree/{revision}" if revision and revision != "main" else url
 
 
@@ -87,10 +88,12 @@ def push_operations(
     revision: str | None = None,
     commit_message: str = "Upload with mt_factored",
     token: str | None = None,
+    repo_type: str = "model",
 ) -> CommitInfo:
-    """Send ``operations`` to the model repo ``repo_id`` as one commit.
+    """Send ``operations`` to the model (or dataset) repo ``repo_id`` as one commit.
 
     Args:
+        repo_type: "model" or "dataset".
         private: visibility of a repo created now (an existing repo keeps its own); None:
             the account's default.
         revision: branch to commit to (created from main if missing); None: main.
@@ -104,13 +107,13 @@ def push_operations(
     """
     refuse_offline()
     api = HfApi(token=token)
-    repo_id = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model").repo_id
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True, repo_type=repo_type).repo_id
     if revision and revision != "main":
-        api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
+        api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type=repo_type)
     return api.create_commit(
         repo_id,
         operations,
         commit_message=commit_message,
         revision=revision,
-        repo_type="model",
+        repo_type=repo_type,
     )

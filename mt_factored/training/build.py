@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from mt_factored.artifacts.configs import overrides, plain
 from mt_factored.constants import LAST_CKPT_NAME
 from mt_factored.data import WindowDataModule
+from mt_factored.data.parquet_store import HUB_PREFIX as HUB_DATASET_PREFIX
 from mt_factored.errors import MissingError
 from mt_factored.expert.interface import Expert
 from mt_factored.expert.resolve import load_expert, resolve_checkpoint_path
@@ -55,7 +56,10 @@ def build_expert(cfg: TrainConfig) -> Expert:
 
 
 def resolve_data_source(data: Any, task_set: str) -> Any:
-    """Check the recipe's ``data`` exists and return it in the data module's form."""
+    """Check the recipe's ``data`` exists and return it in the data module's form
+    (``hf:ORG/NAME[@revision]``, a Hub dataset repo, is resolved by the data module)."""
+    if isinstance(data, str) and data.startswith(HUB_DATASET_PREFIX):
+        return data
     sources = [data] if isinstance(data, str) else list(data)
     missing = [s for s in sources if not Path(s).exists()]
     if missing:
@@ -64,7 +68,7 @@ def resolve_data_source(data: Any, task_set: str) -> Any:
             f"prepare the public data with `python -m mt_factored.data prepare source=hub "
             f"task_set={task_set} out={sources[0]}` (downloads nicklashansen/tdmpc2 (dataset "
             "repo) mt30/chunk_*.pt into the HF cache), or point data= at a dir of official "
-            "chunk_*.pt files",
+            "chunk_*.pt files, a Parquet dataset folder or hf:ORG/NAME",
         )
     return data if isinstance(data, str) else sources
 

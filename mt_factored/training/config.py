@@ -150,6 +150,23 @@ class LoggerConfig:
 
 
 @dataclass
+class PublishConfig:
+    """Where the final student goes as a Hub model folder (model.safetensors, config.json and
+    a model card with the final evaluation), ready for ``hf upload`` or ``hub push``."""
+
+    dir: str | None = None
+    """The folder (replaced whole at the end of the run; null: nothing is written)."""
+    repo_id: str | None = None
+    """The Hub id the card's commands show (null: ORG/<folder name>)."""
+    datasets: list[str] | None = None
+    """Hub datasets for the card's metadata (null: hf:ORG/NAME of ``data``, else none; the
+    card's body names the data files anyway)."""
+    base_model: list[str] | None = None
+    """Hub ids of the teacher(s) for the card's ``base_model`` (null: the repo of a
+    ``hub:ORG/NAME/file.pt`` expert, else none; the card names the teacher files anyway)."""
+
+
+@dataclass
 class TrainConfig:
     """``python -m mt_factored.train``: distill an expert into the factored student."""
 
@@ -172,7 +189,9 @@ class TrainConfig:
     off the file (multi-task experts of custom sizes); ignored for per-task experts."""
     data: Any = MISSING
     """Windows come from a prepared shard dir (``python -m mt_factored.data prepare ...``),
-    a dir of official chunk_*.pt files, or a list of chunk files."""
+    a dir of official chunk_*.pt files, a list of chunk files, a Parquet dataset folder
+    (``python -m mt_factored.data export ...``) or ``hf:ORG/NAME[@revision]`` (a Hub dataset
+    repo of one, through the HF cache; converted once to Arrow in ``$MT_FACTORED_CACHE``)."""
     loader: LoaderConfig = field(default_factory=LoaderConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: TrainEvalConfig = field(default_factory=TrainEvalConfig)
@@ -192,6 +211,9 @@ class TrainConfig:
     """MPPI settings of the evaluation (the student's own on top: eval.student_planning)."""
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
+    """The final student as a Hub model folder (``publish.dir=...``; the quickstart writes
+    checkpoints/students/quickstart)."""
 
 
 @dataclass

@@ -24,7 +24,6 @@ from typing import Any
 import torch
 from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from mt_factored.analysis.budget.grid import Budget, budget_config, build_grid
@@ -33,6 +32,7 @@ from mt_factored.analysis.budget.results import SweepFile
 from mt_factored.analysis.budget.selection import selection_summary
 from mt_factored.analysis.config import BudgetSweepConfig
 from mt_factored.analysis.models import EXPERT, LoadedModel, load_models
+from mt_factored.artifacts.progress import progress_bars
 from mt_factored.errors import InputError
 from mt_factored.planning.base import MPPIConfig
 from mt_factored.planning.episodes import EpisodeConfig, evaluate_tasks
@@ -129,18 +129,19 @@ def run_sweep(cfg: BudgetSweepConfig) -> SweepFile:
     if done:
         log.info("%s: %d cells already done, %d to run", sweep.path, done, len(todo))
     steps = cfg.max_steps or 500
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, TimeElapsedColumn()) as progress:
-        overall = progress.add_task("cells", total=len(todo))
+    with progress_bars(cfg.progress_bar, "steps") as progress:
+        overall = progress.add_task("cells", total=len(todo)) if progress else None
         for m, budget, task in todo:
             planning = budget_config(budget, base, scaling, policy_prior=m.policy_prior)
-            bar = progress.add_task(f"{m.label} {budget.label} {task}", total=steps)
-            result = run_cell(
-                m, planning, task, cfg, on_step=lambda n, bar=bar: progress.update(bar, completed=n)
-            )
+            on_step = None
+            if progress:
+                bar = progress.add_task(f"{m.label} {budget.label} {task}", total=steps)
+                on_step = lambda n, bar=bar: progress.update(bar, completed=n)  # noqa: E731
+            result = run_cell(m, planning, task, cfg, on_step=on_step)
             sweep.put(m.label, budget, task, result)
-            progress.remove_task(bar)
-            progress.advance(overall)
+            if progress:
+                progress.remove_task(bar)
+                progress.advance(overall)
 
     labels = [m.label for m in models]
     sweep.data["selection"] = {
