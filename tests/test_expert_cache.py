@@ -82,6 +82,20 @@ def test_the_cache_round_trips_and_refresh_misses(checkpoint, tmp_path) -> None:
         ExpertResultCache(path)
 
 
+def test_a_task_scores_the_same_alone_or_after_another(expert) -> None:
+    """evaluate_tasks reseeds the planner per task: results do not depend on the task list."""
+    from mt_factored.planning.episodes import evaluate_tasks
+
+    def planner() -> MPPIPlanner:
+        return MPPIPlanner(ExpertPlanningModel(expert, generator=1), BUDGET, generator=1)
+
+    episodes = EpisodeConfig(episodes=2, seed=3, max_steps=20, latency_repeats=2)
+    first = {"reacher-easy": 4, "cartpole-balance": 8}
+    both = evaluate_tasks(planner(), first, expert.obs_dim, episodes)
+    alone = evaluate_tasks(planner(), {"cartpole-balance": 8}, expert.obs_dim, episodes)
+    assert both["cartpole-balance"].returns == alone["cartpole-balance"].returns
+
+
 def test_the_callback_reuses_cached_returns_and_the_table_marks_them(
     checkpoint, tmp_path, monkeypatch
 ) -> None:

@@ -225,6 +225,9 @@ def evaluate_tasks(
     config = config or EpisodeConfig()
     results = {}
     for task, task_id in task_ids.items():
+        # Each task from the same seed: its result does not depend on the tasks before it
+        # (evaluating [a, b] and [b] gives the same b, which the expert-result cache relies on).
+        planner.reseed(config.seed)
         video = Path(video_dir) / f"{video_prefix}{task}.mp4" if video_dir is not None else None
         on_step = on_task(task) if on_task is not None else None
         stats = run_episodes(

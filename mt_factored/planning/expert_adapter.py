@@ -78,6 +78,10 @@ class ExpertPlanningModel:
         self.agent_action_dim = int(expert.action_dim)
         self._generator = LazyGenerator(generator)
 
+    def reseed(self, seed: int) -> None:
+        """Restart the policy samples' randomness from ``seed``."""
+        self._generator = LazyGenerator(seed)
+
     def initial_state(self, obs: torch.Tensor, task: torch.Tensor) -> ExpertPlanState:
         z = self.expert.encode(obs, task)
         discount = self.expert.discounts.to(device=z.device, dtype=z.dtype)[task]

@@ -1,9 +1,7 @@
 """Expert evaluation results kept across runs: the experts are fixed, so their dm_control
 returns need not be recomputed every time a student is trained against them.
 
-An entry holds one evaluation of the expert on an ordered list of tasks (the planner's
-random stream runs through the tasks in order, so a task's returns depend on the tasks
-before it). It is keyed by everything its returns depend on: each task's checkpoint
+An entry holds one evaluation of the expert on a list of tasks. It is keyed by everything its returns depend on: each task's checkpoint
 SHA-256, the tasks in order, the episode settings (episodes, env seeds, eval mode, episode length), the MPPI settings,
 torch's thread count and the versions of torch, MuJoCo and dm_control (float reductions and
 physics differ between them). Any change is a miss, and the expert is evaluated again.

@@ -120,6 +120,14 @@ class MPPIPlanner:
         self._prev_mean: torch.Tensor | None = None
         self.last_stats: PlanStats | None = None
 
+    def reseed(self, seed: int) -> None:
+        """Restart the planner's randomness (and its model's policy samples) from ``seed``, so
+        what follows does not depend on what was planned before (e.g. other tasks)."""
+        self._generator = LazyGenerator(seed)
+        reseed_model = getattr(self.model, "reseed", None)
+        if reseed_model is not None:
+            reseed_model(seed)
+
     def reset(self, envs: torch.Tensor | list[int] | None = None) -> None:
         """Forget the warm start: of every env (None), or of the given env indices / bool mask."""
         if envs is None or self._prev_mean is None:

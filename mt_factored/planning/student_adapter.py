@@ -63,6 +63,10 @@ class StudentPlanningModel:
         real = self.student.agent_mask(task).any(dim=0)
         return int(real.nonzero().max()) + 1 if bool(real.any()) else 1
 
+    def reseed(self, seed: int) -> None:
+        """Restart the policy samples' randomness from ``seed``."""
+        self._generator = LazyGenerator(seed)
+
     def initial_state(self, obs: torch.Tensor, task: torch.Tensor) -> StudentPlanState:
         n = self.active_agents(task)
         s = self.student.encode(obs, task)[:, :n]
