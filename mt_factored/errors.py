@@ -28,9 +28,23 @@ class MtFactoredError(Exception):
 
     def one_line(self) -> str:
         """``<what> — <what to do>`` on one line (the runner's error format)."""
-        what = " ".join(line.strip() for line in self.what.splitlines() if line.strip())
+        what = _unwrap_worker(self.what)
+        what = " ".join(line.strip() for line in what.splitlines() if line.strip())
         fix = self.fix or self.default_fix
         return f"{what} — {fix}" if fix and fix not in what else what
+
+    def __reduce__(self):  # picklable with both arguments (DataLoader workers, DDP)
+        return type(self), (self.what, self.fix)
+
+
+def _unwrap_worker(text: str) -> str:
+    """The original message of an error re-raised from a DataLoader worker (torch wraps it in
+    "Caught X in DataLoader worker process N. Original Traceback ...: Name: <message>")."""
+    if "Original Traceback" not in text:
+        return text
+    last = [ln for ln in text.splitlines() if ln.strip()][-1]
+    name, sep, message = last.partition(": ")
+    return message if sep and name.replace(".", "").replace("_", "").isalnum() else last
 
 
 class InputError(MtFactoredError, ValueError):
@@ -48,3 +62,20 @@ class MissingError(MtFactoredError, FileNotFoundError):
 class MismatchError(MtFactoredError, ValueError):
     """Inputs that exist but do not fit: weights vs config, a file's format or version, a
     resumed run vs the command that resumes it."""
+
+
+class NonFiniteError(MtFactoredError, ArithmeticError):
+    """A NaN or infinity where numbers must be finite: a loss, a model's weights, data read for
+    training. Nothing non-finite is written or published."""
+
+    default_fix = (
+        "check the data named (`python -m mt_factored.data verify <folder>`) and the learning "
+        "rate; resume from the last checkpoint once fixed"
+    )
+
+
+class WriteError(MtFactoredError, OSError):
+    """A file the project must write cannot be written (disk full, read-only folder); what was
+    there before is left intact."""
+
+    default_fix = "free space or make the folder writable (or choose another run_dir=)"

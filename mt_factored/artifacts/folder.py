@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from mt_factored import __version__
 from mt_factored.artifacts.atomic import atomic_write, write_json
 from mt_factored.artifacts.checksums import sha256_file
+from mt_factored.artifacts.finite import require_finite
 from mt_factored.artifacts.remote import fetch_file
 from mt_factored.constants import CONFIG_NAME, LIBRARY_NAME, WEIGHTS_NAME
 from mt_factored.errors import MismatchError
@@ -175,9 +176,12 @@ def write_weights_and_config(
     folder: Path, module: torch.nn.Module, config: Mapping[str, Any]
 ) -> None:
     """``model.safetensors`` (``module``'s state dict), then ``config.json`` = ``config`` plus
-    the weights' SHA-256; each file appears atomically."""
+    the weights' SHA-256; each file appears atomically. Weights holding NaN/Inf are refused
+    (:class:`~mt_factored.errors.NonFiniteError`, naming the tensors) before anything is
+    written."""
     weights = Path(folder) / WEIGHTS_NAME
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    require_finite(state, f"{WEIGHTS_NAME} in {folder}")  # nothing non-finite is saved/pushed
     atomic_write(weights, lambda p: save_file(state, p, metadata={"format": "pt"}))
     write_json(Path(folder) / CONFIG_NAME, {**config, WEIGHTS_HASH_KEY: sha256_file(weights)})
 

@@ -9,7 +9,13 @@ import lightning as L
 import torch
 
 from mt_factored.data.store import EpisodeStore
-from mt_factored.data.stream import Source, WindowDataLoader, WindowDataset, open_store
+from mt_factored.data.stream import (
+    Source,
+    WindowDataLoader,
+    WindowDataset,
+    open_store,
+    resolve_rank,
+)
 
 #: The `WindowDataset` arguments the module passes through (all but its placement).
 _STREAM_ARGUMENTS = set(inspect.signature(WindowDataset).parameters) - {
@@ -88,6 +94,16 @@ class WindowDataModule(L.LightningDataModule):
         on_gpu = trainer.strategy.root_device.type == "cuda"
         pin = on_gpu if self.pin_memory is None else self.pin_memory
         return self._trainer_position(), rank, world, pin, self._trainer_position
+
+    def describe_batch(self, batch: int) -> str:
+        """Where the windows of stream batch ``batch`` of this process come from (the shard
+        files and episodes; see :meth:`EpisodeStore.describe`), for error messages."""
+        self.setup()
+        _, rank, world, _, _ = self._placement()
+        dataset = WindowDataset(self._store, rank=rank, world_size=world, **self.stream)
+        resolved_rank, resolved_world = resolve_rank(rank, world)
+        episodes, _ = dataset.sampler.batch(batch, resolved_rank, resolved_world)
+        return self._store.describe(episodes)
 
     def train_dataloader(self) -> WindowDataLoader:
         self.setup()

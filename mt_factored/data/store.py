@@ -34,7 +34,7 @@ from mt_factored.data.validate import (
     validate_block,
     validate_header,
 )
-from mt_factored.errors import InputError, MissingError
+from mt_factored.errors import InputError, MissingError, NonFiniteError
 
 FRAME_KEYS = (OBS, ACTION, REWARD, TERMINATED)  # per-frame arrays; TASK is per episode
 
@@ -158,7 +158,7 @@ class EpisodeStore:
         )
         fds = self._descriptors()
         episode_ids, episodes = episodes, self.physical(episodes)
-        shard = np.searchsorted(self.offsets, episodes, side="right") - 1
+        shard = self.shard_of(episodes)
         frame = (episodes - self.offsets[shard]) * self.frames + starts  # within its shard
         for key in self.keys:
             first, length = (0, horizon + 1) if key == OBS else (1, horizon)
@@ -170,6 +170,8 @@ class EpisodeStore:
             dtype = self.dtypes[key]
             array = np.frombuffer(data, NUMPY_DTYPES[TORCH_DTYPES[dtype]])
             out[key][...] = as_float32(array, dtype).reshape(shapes[key])
+            if not np.isfinite(out[key]).all():
+                self._refuse_non_finite(key, out[key], episodes, starts, shard, first)
         out[TASK] = self.episode_tasks[episode_ids]
         return out
 
@@ -202,6 +204,46 @@ class EpisodeStore:
             shape = (len(episodes), self.frames, *self._shape[key])
             out[key] = np.frombuffer(data, dtype).reshape(shape)
         return out
+
+    def shard_of(self, episodes: np.ndarray) -> np.ndarray:
+        """Shard index of each physical episode position (see :meth:`physical`)."""
+        return np.searchsorted(self.offsets, np.asarray(episodes, np.int64), side="right") - 1
+
+    def describe(self, episodes: np.ndarray) -> str:
+        """Where the store's episodes ``episodes`` live: ``<shard file>: episodes [...]`` per
+        shard (each named by its observation file; episodes counted within the shard)."""
+        episodes = self.physical(np.asarray(episodes, np.int64))
+        shard = self.shard_of(episodes)
+        parts = []
+        for s in np.unique(shard).tolist():
+            local = sorted(set((episodes[shard == s] - self.offsets[s]).tolist()))
+            listed = ", ".join(map(str, local[:8])) + (" ..." if len(local) > 8 else "")
+            parts.append(f"{self._paths[OBS][s]}: episodes [{listed}]")
+        return "; ".join(parts)
+
+    def _refuse_non_finite(
+        self,
+        key: str,
+        values: np.ndarray,
+        episodes: np.ndarray,
+        starts: np.ndarray,
+        shard: np.ndarray,
+        first: int,
+    ) -> None:
+        """Raise :class:`NonFiniteError` naming the shard, episode and frame of the first
+        NaN/Inf in a gathered window (the unused slot ``action/reward[:, 0]`` is never read,
+        so any non-finite value read here is bad data)."""
+        bad = ~np.isfinite(values.reshape(len(values), values.shape[1], -1)).all(axis=2)
+        window, step = (int(v[0]) for v in np.nonzero(bad))
+        s = int(shard[window])
+        episode = int(episodes[window] - self.offsets[s])
+        frame = int(starts[window]) + first + step
+        raise NonFiniteError(
+            f"non-finite {key} in {self._paths[key][s]} (episode {episode} of that shard, "
+            f"frame {frame}): the data is corrupt",
+            "check it with `python -m mt_factored.data verify <folder>` and re-run "
+            "prepare (or restore the file); windows holding NaN/Inf are never trained on",
+        )
 
 
 def chunk_paths(source: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:

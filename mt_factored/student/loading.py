@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from mt_factored.artifacts import ArtifactFormatError, ArtifactNotFoundError
+from mt_factored.artifacts.finite import require_finite
 from mt_factored.artifacts.folder import load_state_exact
 from mt_factored.constants import LAST_CKPT_NAME, STUDENT_HPARAMS_KEY, STUDENT_STATE_PREFIX
 from mt_factored.student.config import StudentConfig
@@ -81,6 +82,7 @@ def read_lightning_checkpoint(path: str | os.PathLike) -> TrainedStudent:
         for k, v in ckpt["state_dict"].items()
         if k.startswith(STUDENT_STATE_PREFIX)
     }
+    require_finite(state, f"the student of {path}", doing="load")
     student = FactoredStudent(config)
     load_state_exact(student, state, f"{path} (hyper_parameters[{STUDENT_HPARAMS_KEY!r}])")
     training = {

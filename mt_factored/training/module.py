@@ -8,7 +8,7 @@ import lightning as L
 import torch
 
 from mt_factored.distill import DistillConfig, distill_losses, terms_of
-from mt_factored.errors import InputError
+from mt_factored.errors import InputError, NonFiniteError
 from mt_factored.expert.interface import Expert
 from mt_factored.planning.base import MPPIConfig
 from mt_factored.student import FactoredStudent, StudentConfig
@@ -170,6 +170,7 @@ class DistillModule(L.LightningModule):
         losses = distill_losses(
             self.student, self.expert, batch, self.distill_config, self._noise_generator()
         )
+        self._require_finite_loss(losses, batch_idx)
         batch_size = batch["task"].shape[0]
         self.log("train/loss", losses["loss"], prog_bar=True, batch_size=batch_size)
         self.log_dict(
@@ -177,6 +178,25 @@ class DistillModule(L.LightningModule):
             batch_size=batch_size,
         )
         return losses["loss"]
+
+    def _require_finite_loss(self, losses: dict[str, torch.Tensor], batch_idx: int) -> None:
+        """Stop training at a NaN/Inf loss, naming the step, the terms and where the batch's
+        windows come from (before the optimizer step: the weights stay as they were)."""
+        if bool(torch.isfinite(losses["loss"].detach())):
+            return
+        terms = ", ".join(
+            f"{k}={float(v):g}" for k, v in losses.items() if not bool(torch.isfinite(v.detach()))
+        )
+        where = "a batch of unknown origin"
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        if hasattr(datamodule, "describe_batch"):
+            accumulate = self.trainer.accumulate_grad_batches
+            stream_batch = self.global_step * accumulate + batch_idx % accumulate
+            where = f"stream batch {stream_batch} from {datamodule.describe_batch(stream_batch)}"
+        raise NonFiniteError(
+            f"non-finite loss at step {self.global_step} ({terms}) on {where}; training "
+            "stopped before the optimizer step, no checkpoint of it was written"
+        )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         lr = float(self.optim["lr"])
