@@ -123,6 +123,9 @@ def write_smoke_assets(folder: Path) -> dict[str, Path]:
 
 
 if __name__ == "__main__":
+    from mt_factored.artifacts.checksums import write_manifest
     from mt_factored.constants import PACKAGE_ASSETS_DIR
 
-    print(write_smoke_assets(PACKAGE_ASSETS_DIR / "smoke"))
+    written = write_smoke_assets(PACKAGE_ASSETS_DIR / "smoke")
+    write_manifest(PACKAGE_ASSETS_DIR, [written["expert"]])  # the shipped experts' hashes
+    print(written)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from mt_factored.artifacts.checksums import verify_listed
 from mt_factored.artifacts.remote import hub_file
 from mt_factored.errors import InputError, MissingError
 from mt_factored.expert.interface import Expert
@@ -62,7 +63,16 @@ def resolve_checkpoint_path(spec: str) -> Path:
     path = Path(spec).expanduser()
     if not path.is_file():
         raise ExpertNotFoundError(f"expert checkpoint {path} does not exist", PUBLIC_EXPERT_HINT)
+    verify_listed(path)  # a shipped expert (listed in a SHA256SUMS beside it) must be intact
     return path
+
+
+def expert_files(spec: str | Mapping[str, str]) -> dict[str, Path]:
+    """The checkpoint file(s) an ``expert=`` value names: ``{"expert": path}`` or ``{task:
+    path}`` (for recording their hashes in a run)."""
+    if isinstance(spec, Mapping):
+        return {str(task): resolve_checkpoint_path(str(p)) for task, p in spec.items()}
+    return {"expert": resolve_checkpoint_path(str(spec))}
 
 
 def load_expert(
@@ -70,16 +80,27 @@ def load_expert(
     task_set: str = "mt30",
     model_size: int | float = 5,
     map_location: str = "cpu",
+    trust_pickle: bool = False,
 ) -> Expert:
-    """Load the expert a recipe names (see the module docstring for the forms)."""
+    """Load the expert a recipe names (see the module docstring for the forms).
+
+    A shipped file listed in a ``SHA256SUMS`` manifest beside it is checked against it; every
+    file is read without running code from it unless ``trust_pickle`` (see
+    :func:`mt_factored.artifacts.safe_pickle.load_torch`)."""
     if isinstance(spec, Mapping):
         if not spec:
             raise InputError("expert mapping is empty: give {task-name: checkpoint, ...}")
         paths = {task: resolve_checkpoint_path(str(p)) for task, p in spec.items()}
-        return PerTaskExperts(paths, task_set=task_set, map_location=map_location)
+        return PerTaskExperts(
+            paths, task_set=task_set, map_location=map_location, trust_pickle=trust_pickle
+        )
     if not isinstance(spec, str) or not spec:
         raise InputError(f"expert must be a path, a hub: spec or a mapping, got {spec!r}")
     path = resolve_checkpoint_path(spec)
     return TDMPC2Expert.from_checkpoint(
-        path, task_set=task_set, model_size=model_size, map_location=map_location
+        path,
+        task_set=task_set,
+        model_size=model_size,
+        map_location=map_location,
+        trust_pickle=trust_pickle,
     )
