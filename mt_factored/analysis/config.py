@@ -30,6 +30,9 @@ class ModelsConfig(EpisodeConfig):
     null: none."""
     expert_model_size: int | str = 5
     """Size of a public multi-task expert (1, 5, 19, 48, 317) or auto (sizes off the file)."""
+    trust_pickle: bool = False
+    """Unpickle the expert's file fully (runs whatever code it contains: only for files from a
+    source you trust); false: refused when its pickle names more than tensors and containers."""
     task_set: str = "mt30"
     """Task set of the expert's task ids (a student uses its own)."""
     tasks: list[str] = field(default_factory=lambda: ["cartpole-balance"])

@@ -92,7 +92,12 @@ def load_models(
         raise InputError(f"{EXPERT!r} is the expert's label; give the student another one")
     models: dict[str, LoadedModel] = {}
     if expert is not None:
-        net = load_expert(expert, task_set=cfg.task_set, model_size=cfg.expert_model_size)
+        net = load_expert(
+            expert,
+            task_set=cfg.task_set,
+            model_size=cfg.expert_model_size,
+            trust_pickle=cfg.trust_pickle,
+        )
         net = net.to(device).eval()
         covered = getattr(net, "tasks", tasks)
         missing = [t for t in tasks if t not in covered]

@@ -1,7 +1,7 @@
 """Public TD-MPC2 data: official chunks, prepared mmap shards, streaming training windows.
 
 - `read_chunk` / `write_chunk` / `validate_chunk` (`chunks.py`, `validate.py`): the
-  official chunk format (torch.save of a TensorDict), with a fallback unpickler.
+  official chunk format (torch.save of a TensorDict), read by an unpickler that runs nothing.
 - `prepare` (`prepare.py`): chunks (local or from the Hub) -> verified .npy shards +
   index.json, resumable; `python -m mt_factored.data prepare source=hub out=data/mt30`.
 - `ShardedDataset` (`shards.py`, `store.py`): a prepared folder of .npy shards (each

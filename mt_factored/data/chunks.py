@@ -4,15 +4,17 @@ A chunk is `torch.save` of a `tensordict.TensorDict` with batch size `[episodes,
 and keys `obs`, `action`, `reward`, `task` (+ optional `terminated`); see
 `/work/shared/specs/tdmpc2-formats.md` ("Dataset chunk files") and `validate.py`.
 
-Three ways in, one unpickler for the last two:
-- `read_chunk` first lets torch and the installed tensordict unpickle the file
-  (`mmap=True`, so tensors stay file-backed).
-- When that fails (files from older tensordict releases, or no tensordict), a fallback
-  unpickler replaces every `tensordict.*` class by a stub that keeps its arguments and
-  state, and the tensors are found inside (`_extract_tensors`).
+No chunk's pickle runs code: every way in uses the restricted unpickler of
+`mt_factored.artifacts.safe_pickle`, which replaces every `tensordict.*` class by a stand-in
+that keeps its arguments and state (the tensors are found inside, `_extract_tensors`: files
+of any tensordict release, or none installed, read so) and refuses any callable outside a
+short allowlist, naming it (`PickleRefusedError`).
 - `ChunkFile` reads only the pickle (metadata) and the zip offsets of the tensor
   records, then copies any episode range with plain file reads: prepare converts a
   chunk of any size with memory bounded by the block it copies.
+- `read_chunk` returns every tensor, file-backed (`ChunkFile`), or loaded whole through
+  `torch.load` with the restricted unpickler (legacy pre-zip files); only with
+  `trust_pickle=True` does the installed tensordict unpickle it.
 """
 
 from __future__ import annotations
@@ -27,13 +29,19 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
 
 from mt_factored.artifacts.atomic import atomic_write
+from mt_factored.artifacts.safe_pickle import (
+    RESTRICTED_PICKLE,
+    PickleRefusedError,
+    RestrictedUnpickler,
+    Stub,
+    load_torch,
+)
 from mt_factored.data.validate import DTYPE_NAMES, NUMPY_DTYPES, ChunkFormatError, validate_chunk
 from mt_factored.errors import MissingError
 
@@ -41,44 +49,8 @@ log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- unpickling
-class _Stub:
-    """Stands in for any `tensordict.*` global: keeps constructor args and pickled state."""
-
-    _stub_name = "?"
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> _Stub:
-        obj = object.__new__(cls)
-        obj.args, obj.kwargs, obj.state = args, kwargs, None
-        return obj
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state
-
-    def __repr__(self) -> str:
-        return f"<stub {self._stub_name}>"
-
-
-_STUBS: dict[str, type] = {}
-
-
-def _stub_class(module: str, name: str) -> type:
-    key = f"{module}.{name}"
-    if key not in _STUBS:
-        _STUBS[key] = type(name, (_Stub,), {"_stub_name": key})
-    return _STUBS[key]
-
-
-def _rebuild_from_type_v2(func: Any, new_type: Any, args: tuple, state: Any) -> Any:
-    """torch's tensor-subclass rebuild, keeping the plain tensor when the subclass is a stub."""
-    ret = func(*args)
-    if isinstance(new_type, type) and issubclass(new_type, _Stub):
-        return ret
-    from torch._tensor import _rebuild_from_type_v2 as rebuild
-
-    return rebuild(func, new_type, args, state)
+# The stand-ins and the allowlist are mt_factored.artifacts.safe_pickle's: a chunk's pickle
+# runs nothing but tensor rebuilding, whatever the file holds.
 
 
 @dataclass
@@ -99,18 +71,7 @@ def _lazy_rebuild_tensor(storage, storage_offset, size, stride, *_args) -> _Lazy
     return _LazyTensor(storage, int(storage_offset), tuple(size), tuple(stride))
 
 
-class _FallbackUnpickler(pickle.Unpickler):
-    """Unpickles without tensordict: its classes become `_Stub`s (see `_extract_tensors`)."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "tensordict" or module.startswith("tensordict."):
-            return _stub_class(module, name)
-        if (module, name) == ("torch._tensor", "_rebuild_from_type_v2"):
-            return _rebuild_from_type_v2
-        return super().find_class(module, name)
-
-
-class _LazyUnpickler(_FallbackUnpickler):
+class _LazyUnpickler(RestrictedUnpickler):
     """Reads a zip chunk's data.pkl alone: storages and tensors become metadata records."""
 
     def find_class(self, module: str, name: str) -> Any:
@@ -128,16 +89,11 @@ class _LazyUnpickler(_FallbackUnpickler):
         return _LazyStorage(str(key), dtype)
 
 
-# `torch.load(pickle_module=...)` subclasses `pickle_module.Unpickler`.
-_FALLBACK_PICKLE = SimpleNamespace(
-    Unpickler=_FallbackUnpickler, load=pickle.load, __name__="mt_factored_fallback_pickle"
-)
-
 _TENSOR_TYPES = (torch.Tensor, _LazyTensor)
 
 
 def _children(obj: Any) -> list[Any]:
-    if isinstance(obj, _Stub):
+    if isinstance(obj, Stub):
         return [obj.state, *obj.args, *obj.kwargs.values()]
     if isinstance(obj, dict):
         return list(obj.values())
@@ -150,7 +106,7 @@ def _leaf_tensor(value: Any, depth: int = 3) -> Any:
     """`value` if it is a tensor, else the first tensor inside a stub wrapping one."""
     if isinstance(value, _TENSOR_TYPES):
         return value
-    if depth and isinstance(value, _Stub):
+    if depth and isinstance(value, Stub):
         for child in _children(value):
             found = _leaf_tensor(child, depth - 1)
             if found is not None:
@@ -226,6 +182,8 @@ class ChunkFile:
             try:
                 obj = _LazyUnpickler(io.BytesIO(zf.read(pkl[0]))).load()
                 tensors = _extract_tensors(obj)
+            except PickleRefusedError as err:
+                raise PickleRefusedError(f"{self.path}: {err.what}", err.fix) from None
             except Exception as err:  # any unpickling failure is a format error of this file
                 raise ChunkFormatError(self.path, None, f"a readable chunk pickle ({err})") from err
             for key, tensor in tensors.items():
@@ -302,28 +260,43 @@ class ChunkFile:
 
 
 # --------------------------------------------------------------------------- public API
-def _load(path: Path, fallback: bool) -> dict[str, torch.Tensor]:
-    """torch.load with the installed tensordict, or with the stubbing unpickler."""
+def _load(path: Path, trust_pickle: bool) -> dict[str, torch.Tensor]:
+    """The chunk's tensors: the lazy reader (zip files), else ``torch.load`` through the
+    restricted unpickler; with ``trust_pickle`` torch and the installed tensordict first."""
     zipped = zipfile.is_zipfile(path)
-    if fallback and zipped:
-        return ChunkFile(path).tensors()
-    # mmap keeps zip files file-backed; legacy (pre-zip) files load into RAM.
-    pickler = {"pickle_module": _FALLBACK_PICKLE} if fallback else {}
-    obj = torch.load(path, map_location="cpu", weights_only=False, mmap=zipped, **pickler)
+    if trust_pickle:
+        try:  # mmap keeps zip files file-backed; legacy (pre-zip) files load into RAM
+            obj = load_torch(path, trust_pickle=True, mmap=zipped)
+            return {k: v for k, v in _extract_tensors(obj).items() if isinstance(v, torch.Tensor)}
+        except Exception as err:  # files of older tensordict releases, tensordict missing
+            log.info("%s: tensordict could not unpickle it (%s); using stand-ins", path, err)
+    if zipped:
+        try:
+            return ChunkFile(path).tensors()
+        except PickleRefusedError:
+            raise
+        except ChunkFormatError as err:  # e.g. non-contiguous tensors: load it whole
+            log.info("%s: %s; reading it whole", path, err)
+    obj = torch.load(
+        path, map_location="cpu", weights_only=False, pickle_module=RESTRICTED_PICKLE, mmap=zipped
+    )
     return {k: v for k, v in _extract_tensors(obj).items() if isinstance(v, torch.Tensor)}
 
 
 def read_chunk(
-    path: str | os.PathLike, validate: bool = True, **expect: Any
+    path: str | os.PathLike, validate: bool = True, trust_pickle: bool = False, **expect: Any
 ) -> dict[str, torch.Tensor]:
     """Reads an official chunk into a dict of (file-backed where possible) CPU tensors.
 
-    Tries torch + the installed tensordict first; any failure there (files from older
-    tensordict releases, tensordict missing) falls back to the stubbing unpickler.
+    The pickle runs nothing: tensordict's classes become stand-ins and any callable outside
+    the allowlist of :mod:`mt_factored.artifacts.safe_pickle` is refused
+    (:class:`PickleRefusedError`). Files of any tensordict release read so.
 
     Args:
         path: the chunk file (`torch.save` of a TensorDict, or of a plain dict).
         validate: check the chunk with `validate_chunk` (errors name the file and key).
+        trust_pickle: unpickle with torch and the installed tensordict (runs whatever the
+            file contains: only for files from a source you trust).
         **expect: expectations for `validate_chunk` (num_tasks, action_dims, obs_dim, ...).
 
     Returns:
@@ -333,22 +306,13 @@ def read_chunk(
     if not path.is_file():
         raise MissingError(f"chunk file {path} does not exist")
     try:
-        data = _load(path, fallback=False)
-    except Exception as err:  # any failure of the real unpickler -> the fallback
-        log.info(
-            "%s: tensordict could not unpickle it (%s: %s); using the fallback unpickler",
-            path,
-            type(err).__name__,
-            err,
-        )
-        try:
-            data = _load(path, fallback=True)
-        except ChunkFormatError:
-            raise
-        except Exception as err2:
-            raise ChunkFormatError(
-                path, None, f"a torch.save'd TensorDict chunk ({err2})"
-            ) from err2
+        data = _load(path, trust_pickle)
+    except (ChunkFormatError, PickleRefusedError) as err:
+        if isinstance(err, PickleRefusedError) and str(path) not in err.what:
+            raise PickleRefusedError(f"{path}: {err.what}", err.fix) from None
+        raise
+    except Exception as err:
+        raise ChunkFormatError(path, None, f"a torch.save'd TensorDict chunk ({err})") from err
     if validate:
         validate_chunk(data, name=str(path), **expect)
     return data

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import pickle
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any, Protocol, TypeVar
 import torch
 
 from mt_factored.artifacts.atomic import save_torch
+from mt_factored.artifacts.safe_pickle import PickleRefusedError, load_torch
 from mt_factored.errors import MismatchError, MissingError
 from mt_factored.expert.config import ExpertConfig
 from mt_factored.expert.shapes import Q_PREFIX, SIZE_FIELDS, infer_architecture, infer_hint
@@ -113,25 +113,28 @@ def _key_rank(key: str) -> int:
 
 
 # ---------------------------------------------------------------- reading
-def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def read_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", trust_pickle: bool = False
+) -> dict[str, Any]:
     """The raw state dict of a TD-MPC2 file (`{"model": sd}` or a bare `sd`).
 
-    Tries a weights-only load first; files that need full unpickling fall back to it
-    with a warning (only load files from sources you trust).
+    Read with :func:`mt_factored.artifacts.safe_pickle.load_torch`: weights only, or the
+    restricted unpickler (tensordict/omegaconf stand-ins); a file that names any other
+    callable is refused before it runs, unless ``trust_pickle`` (full unpickling: only for
+    files from a source you trust).
 
     Raises:
         FileNotFoundError: no such file.
+        PickleRefusedError: the file's pickle names a callable outside the allowlist.
         CheckpointError: truncated or corrupt file, or not a state dict.
     """
     path = Path(path)
     if not path.is_file():
         raise MissingError(f"TD-MPC2 checkpoint {path} does not exist")
     try:
-        try:
-            obj = torch.load(path, map_location=map_location, weights_only=True)
-        except pickle.UnpicklingError:
-            log.warning("%s needs full unpickling (weights_only=False); trusting it", path)
-            obj = torch.load(path, map_location=map_location, weights_only=False)
+        obj = load_torch(path, map_location, trust_pickle=trust_pickle)
+    except PickleRefusedError:
+        raise
     except Exception as err:  # torch raises RuntimeError, EOFError, zip errors, ...
         raise CheckpointError(
             f"Could not read TD-MPC2 checkpoint {path} ({path.stat().st_size} bytes): the "
@@ -252,10 +255,13 @@ def load_into(model: ModelT, state: Mapping[str, Any], source: str = "checkpoint
 
 
 def load_state_dict_any_layout(
-    path: str | Path, model: ModelT, map_location: str | torch.device = "cpu"
+    path: str | Path,
+    model: ModelT,
+    map_location: str | torch.device = "cpu",
+    trust_pickle: bool = False,
 ) -> ModelT:
     """Reads `path` (either layout) into `model` and returns it."""
-    return load_into(model, read_checkpoint(path, map_location), str(path))
+    return load_into(model, read_checkpoint(path, map_location, trust_pickle), str(path))
 
 
 def config_for_state(

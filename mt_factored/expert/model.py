@@ -337,6 +337,7 @@ class TDMPC2Expert(nn.Module):
         config: ExpertConfig | None = None,
         map_location: str | torch.device = "cpu",
         task: str | None = None,
+        trust_pickle: bool = False,
     ) -> TDMPC2Expert:
         """Load a TD-MPC2 checkpoint of either public key layout, in eval mode.
 
@@ -345,12 +346,15 @@ class TDMPC2Expert(nn.Module):
                 `model_size` (`"auto"`: the sizes read off the file, for multi-task experts of
                 custom sizes), or with `task` a single-task model of `task` sized off the file.
             task: the task of a single-task checkpoint (experts trained here, any size).
+            trust_pickle: unpickle the file fully (runs whatever it contains; only for files
+                from a source you trust). Default: a pickle that names anything but tensors
+                and plain containers is refused before it runs.
 
         Raises:
             CheckpointError / CheckpointMismatchError: unreadable file, or tensors that do not
                 fit the config (the message names them and the configuration they fit).
         """
-        state = read_checkpoint(path, map_location)
+        state = read_checkpoint(path, map_location, trust_pickle)
         detect_layout(state, str(path))
         if config is None:
             config = (
@@ -390,7 +394,12 @@ def _renorm_scale(rows: Tensor) -> Tensor:
 
 
 def load_single_task_expert(
-    path: str | Path, task: str, map_location: str | torch.device = "cpu"
+    path: str | Path,
+    task: str,
+    map_location: str | torch.device = "cpu",
+    trust_pickle: bool = False,
 ) -> TDMPC2Expert:
     """A single-task expert of `task` whose sizes are read off the file (eval mode)."""
-    return TDMPC2Expert.from_checkpoint(path, map_location=map_location, task=task)
+    return TDMPC2Expert.from_checkpoint(
+        path, map_location=map_location, task=task, trust_pickle=trust_pickle
+    )

@@ -33,6 +33,7 @@ class PerTaskExperts(nn.Module):
             single-task `TDMPC2Expert` of that task.
         task_set: the multi-task set whose ids, padding, masks and discounts apply.
         map_location: device for experts loaded from paths.
+        trust_pickle: unpickle their files fully (see `TDMPC2Expert.from_checkpoint`).
     """
 
     def __init__(
@@ -40,6 +41,7 @@ class PerTaskExperts(nn.Module):
         experts: Mapping[str, str | Path | TDMPC2Expert],
         task_set: TaskSet | str = "mt30",
         map_location: str | torch.device = "cpu",
+        trust_pickle: bool = False,
     ) -> None:
         super().__init__()
         if not experts:
@@ -49,7 +51,7 @@ class PerTaskExperts(nn.Module):
         for name, source in experts.items():
             spec = self.task_set[name]  # UnknownTaskError lists close matches
             if not isinstance(source, TDMPC2Expert):
-                source = load_single_task_expert(source, name, map_location)
+                source = load_single_task_expert(source, name, map_location, trust_pickle)
             c = source.config
             if c.multitask or (c.obs_dim, c.action_dim) != (spec.obs_dim, spec.action_dim):
                 raise ValueError(
