@@ -19,7 +19,7 @@ import torch
 
 from mt_factored import cli
 from mt_factored.artifacts.configs import as_object
-from mt_factored.training import build
+from mt_factored.training import build, resume
 
 
 class RecordWindows(L.Callback):
@@ -63,7 +63,9 @@ def main(out: Path, expert: str, data: str, max_steps: int, name: str) -> None:
     trainer.fit(
         module,
         datamodule=build.build_datamodule(cfg, task_set, tasks),
-        ckpt_path=build.resolve_resume(cfg, Path(cfg.run_dir)),
+        ckpt_path=resume.resolve_resume(
+            cfg.resume, Path(cfg.run_dir), resume.run_record(cfg), module.hparams
+        ),
     )
     rank = trainer.global_rank
     torch.save(

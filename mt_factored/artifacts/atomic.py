@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -30,6 +31,31 @@ def temp_path(path: Path, keep_suffix: bool = False) -> Path:
     if keep_suffix:
         return path.with_name(f".{path.stem}.{tag}.tmp{path.suffix}")
     return path.with_name(f".{path.name}.{tag}.tmp")
+
+
+_TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp(\.[^.]+)?$|^\.staging-[0-9a-f]{12}$")
+
+
+def clean_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Remove what killed writes left in ``folder``: :func:`temp_path` files and
+    :func:`staged_files` folders. Call it only while no other process writes there (e.g.
+    under the run folder's lock).
+
+    Returns:
+        The paths removed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for entry in folder.iterdir():
+        if _TEMP_NAME.match(entry.name):
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
 
 
 def fsync_file(path: str | os.PathLike) -> None:

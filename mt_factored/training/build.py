@@ -15,14 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 from lightning.pytorch import loggers
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from mt_factored.artifacts.configs import overrides, plain
-from mt_factored.constants import LAST_CKPT_NAME
 from mt_factored.data import WindowDataModule
 from mt_factored.data.parquet_store import HUB_PREFIX as HUB_DATASET_PREFIX
-from mt_factored.errors import MissingError
+from mt_factored.data.store import EpisodeStore
+from mt_factored.data.stream import open_store
+from mt_factored.errors import InputError, MissingError
 from mt_factored.expert.interface import Expert
 from mt_factored.expert.resolve import load_expert, resolve_checkpoint_path
 from mt_factored.planning.base import MPPIConfig, with_overrides
@@ -32,8 +34,10 @@ from mt_factored.planning.report import comparison_table
 from mt_factored.student import StudentConfig
 from mt_factored.tasks import TaskSet, get_task_set
 from mt_factored.training.callbacks import FidelityCallback, PlanningEvalCallback
+from mt_factored.training.checkpoints import AtomicCheckpointIO, RunRecord
 from mt_factored.training.config import TrainConfig
 from mt_factored.training.module import DistillModule
+from mt_factored.training.resume import CHECKPOINT_DIR, resolve_resume, run_folder, run_record
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +56,12 @@ def build_task_set(cfg: TrainConfig) -> tuple[TaskSet, list[str]]:
 
 
 def build_expert(cfg: TrainConfig) -> Expert:
-    return load_expert(cfg.expert, task_set=cfg.task_set, model_size=cfg.expert_model_size)
+    return load_expert(
+        cfg.expert,
+        task_set=cfg.task_set,
+        model_size=cfg.expert_model_size,
+        trust_pickle=cfg.trust_pickle,
+    )
 
 
 def resolve_data_source(data: Any, task_set: str) -> Any:
@@ -73,14 +82,44 @@ def resolve_data_source(data: Any, task_set: str) -> Any:
     return data if isinstance(data, str) else sources
 
 
+def require_tasks_in_data(store: EpisodeStore, task_set: TaskSet, tasks: list[str], data) -> None:
+    """Refuse, by name, training tasks the data holds no episode of."""
+    present = set(np.unique(store.episode_tasks).tolist())
+    missing = [t for t in tasks if task_set.index(t) not in present]
+    if missing:
+        held = [task_set.names[i] if i < len(task_set) else f"id {i}" for i in sorted(present)]
+        raise InputError(
+            f"the data {data} holds no episode of {', '.join(missing)} (it holds: "
+            f"{', '.join(held)})",
+            "drop them from tasks= (e.g. tasks=[" + ",".join(held[:3]) + "]) or point data= at "
+            "data recorded for them",
+        )
+
+
+def require_expert_covers(expert: Expert, tasks: list[str]) -> None:
+    """Refuse, by name, training tasks a per-task expert has no checkpoint for."""
+    covered = getattr(expert, "tasks", None)
+    missing = [t for t in tasks if covered is not None and t not in covered]
+    if missing:
+        raise InputError(
+            f"the expert has no checkpoint for {', '.join(missing)} (it covers: "
+            f"{', '.join(covered)})",
+            "add them to expert={task: checkpoint, ...} or drop them from tasks=",
+        )
+
+
 def build_datamodule(cfg: TrainConfig, task_set: TaskSet, tasks: list[str]) -> WindowDataModule:
     loader = cfg.loader
     task_ids = None if len(tasks) == len(task_set) else [task_set.index(t) for t in tasks]
     weights = None
     if loader.task_weights:
         weights = {task_set.index(name): float(w) for name, w in loader.task_weights.items()}
+    store = open_store(resolve_data_source(cfg.data, cfg.task_set))
+    require_tasks_in_data(store, task_set, tasks if task_ids else [], cfg.data)
+    if weights:
+        require_tasks_in_data(store, task_set, list(loader.task_weights), cfg.data)
     return WindowDataModule(
-        resolve_data_source(cfg.data, cfg.task_set),
+        store,
         batch_size=loader.batch_size,
         horizon=loader.horizon,
         seed=cfg.seed,
@@ -95,6 +134,8 @@ def build_student_config(cfg: TrainConfig, task_set: TaskSet) -> StudentConfig:
 
 
 def build_module(cfg: TrainConfig, task_set: TaskSet, expert: Expert | None) -> DistillModule:
+    if expert is not None:
+        require_expert_covers(expert, list(cfg.tasks) if cfg.tasks else list(task_set.names))
     kwargs = {}
     if cfg.closed_loop.enabled:
         tasks = list(cfg.tasks) if cfg.tasks else list(task_set.names)
@@ -190,33 +231,23 @@ def build_fidelity_callback(
 
 def build_trainer(cfg: TrainConfig, run_dir: Path, callbacks: list) -> L.Trainer:
     checkpoint = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
+        dirpath=run_dir / CHECKPOINT_DIR,
         filename="step{step:08d}",
         auto_insert_metric_name=False,
         every_n_train_steps=cfg.checkpoint.every_n_steps,
-        save_top_k=-1 if cfg.checkpoint.keep_all else 1,
+        monitor="step",  # keeps the newest cfg.checkpoint.keep step checkpoints
+        mode="max",
+        save_top_k=cfg.checkpoint.keep,
         save_last=True,
+        enable_version_counter=False,  # one run per folder (its lock): never last-v1.ckpt
     )
     return L.Trainer(
         default_root_dir=run_dir,
         logger=build_loggers(cfg, run_dir) or False,
         callbacks=[checkpoint, *callbacks],
+        plugins=[AtomicCheckpointIO()],
         **dataclasses.asdict(cfg.trainer),
     )
-
-
-def resolve_resume(cfg: TrainConfig, run_dir: Path) -> str | None:
-    """Checkpoint to resume from: ``resume=auto`` picks ``<run_dir>/checkpoints/last.ckpt``."""
-    resume = cfg.resume
-    if resume in (None, "never", False):
-        return None
-    if resume == "auto":
-        last = run_dir / "checkpoints" / LAST_CKPT_NAME
-        return str(last) if last.is_file() else None
-    path = Path(resume)
-    if not path.is_file():
-        raise MissingError(f"resume={resume}: no such checkpoint", "use resume=auto or never")
-    return str(path)
 
 
 def fit_and_report(
@@ -229,18 +260,25 @@ def fit_and_report(
 ) -> dict:
     """Fit (resuming as ``cfg.resume`` says), evaluate at the end, print the comparison table.
 
+    The run owns ``run_dir`` meanwhile (:func:`mt_factored.training.resume.run_folder`: a
+    second run on it is refused) and a resume is checked against this command
+    (:func:`mt_factored.training.resume.resolve_resume`).
+
     Returns:
         ``{"student": ..., "expert": ...}``: the last evaluation results.
     """
-    trainer = build_trainer(cfg, run_dir, callbacks=[evaluator, *extra_callbacks])
-    ckpt_path = resolve_resume(cfg, run_dir)
-    if ckpt_path:
-        log.info("resuming from %s", ckpt_path)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    if cfg.eval.at_end and not evaluator.last_results:
-        # Re-running a finished run restores it at max_steps; Lightning then skips the loop
-        # and its on_train_end, so the final evaluation (and table) would be missing.
-        evaluator.evaluate_now(trainer, module)
+    record = run_record(cfg)
+    with run_folder(run_dir, record):
+        ckpt_path = resolve_resume(cfg.resume, run_dir, record, module.hparams)
+        callbacks = [evaluator, *extra_callbacks, RunRecord(record)]
+        trainer = build_trainer(cfg, run_dir, callbacks=callbacks)
+        if ckpt_path:
+            log.info("resuming from %s", ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        if cfg.eval.at_end and not evaluator.last_results:
+            # Re-running a finished run restores it at max_steps; Lightning then skips the loop
+            # and its on_train_end, so the final evaluation (and table) would be missing.
+            evaluator.evaluate_now(trainer, module)
     if trainer.is_global_zero and evaluator.last_results:
         print(comparison_table(evaluator.last_results, evaluator.expert_results))
         for callback in extra_callbacks:

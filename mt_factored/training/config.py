@@ -87,12 +87,14 @@ class TrainEvalConfig(EpisodeConfig):
 
 @dataclass
 class CheckpointConfig:
-    """Lightning checkpoints under ``<run_dir>/checkpoints`` (``last.ckpt`` always)."""
+    """Lightning checkpoints under ``<run_dir>/checkpoints``: ``step<N>.ckpt`` and
+    ``last.ckpt``, each written atomically (a temp file beside it, fsync, rename)."""
 
     every_n_steps: int = 1000
     """Write a checkpoint every n optimizer steps."""
-    keep_all: bool = False
-    """Keep every checkpoint (false: the latest and ``last.ckpt``)."""
+    keep: int = 1
+    """Step checkpoints kept (the newest; -1: all) beside ``last.ckpt``. When ``last.ckpt``
+    is unreadable, a resume falls back to the newest intact one."""
 
 
 @dataclass
@@ -197,8 +199,14 @@ class TrainConfig:
     eval: TrainEvalConfig = field(default_factory=TrainEvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     resume: str | None = "auto"
-    """auto: resume from ``<run_dir>/checkpoints/last.ckpt`` when it exists; never; or a
-    ``.ckpt`` path."""
+    """auto: resume from ``<run_dir>/checkpoints/last.ckpt`` when it exists (the newest
+    intact step checkpoint if it is unreadable); never; a ``.ckpt`` path; or force: like auto
+    but also when the config or the expert's file differ from the checkpoint's (otherwise a
+    difference is refused with a diff)."""
+    trust_pickle: bool = False
+    """Unpickle expert checkpoints fully (this runs whatever code a file contains: only for
+    files from a source you trust). false: a file whose pickle names anything but tensors,
+    plain containers and tensordict/omegaconf stand-ins is refused before it runs."""
     run_dir: str = "runs/${name}"
     """Checkpoints, logs and the Hydra record of the run."""
     student: StudentSpec = field(default_factory=StudentSpec)

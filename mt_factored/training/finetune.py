@@ -160,7 +160,9 @@ def run_finetune(cfg: DictConfig | FinetuneConfig) -> dict:
             f"the student reads {student.config.obs_dim} observation entries but its widest "
             f"task has {task_set.max_obs_dim}; evaluation pads observations to the latter"
         )
-    expert = load_expert(expert_spec(cfg.expert, tasks), task_set=task_set)
+    expert = load_expert(
+        expert_spec(cfg.expert, tasks), task_set=task_set, trust_pickle=cfg.trust_pickle
+    )
     datamodule = build.build_datamodule(cfg, data_set, tasks)
     module = FinetuneModule(
         student=student.config.to_dict(),
