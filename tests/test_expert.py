@@ -190,7 +190,7 @@ def test_single_task_file_loaded_as_multitask_gets_a_hint(tmp_path):
         TDMPC2Expert.from_checkpoint(path, model_size=1)
     msg = str(info.value)
     assert "single-task 1M model" in msg and "walker-walk" in msg and "walker-run-backwards" in msg
-    assert "ExpertConfig.single_task" in msg
+    assert "expert={<task>: <path>}" in msg and "load_single_task_expert" in msg
 
 
 def test_truncated_and_foreign_files_name_the_file(tmp_path, fixtures_dir):

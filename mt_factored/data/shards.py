@@ -38,7 +38,14 @@ def read_index(root: str | os.PathLike) -> dict[str, Any] | None:
     path = Path(root) / SHARD_INDEX_NAME
     if not path.is_file():
         return None
-    index = json.loads(path.read_text())
+    try:
+        index = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ShardError(
+            f"{path} is truncated or corrupt ({err})",
+            "re-run the same `python -m mt_factored.data prepare ...` command into a new out= "
+            "folder (or restore the file)",
+        ) from err
     version = index.get("format_version")
     if version != SHARD_FORMAT_VERSION:
         raise ShardError(

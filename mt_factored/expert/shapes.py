@@ -50,6 +50,12 @@ def infer_architecture(state: Mapping[str, Any]) -> dict[str, int]:
 SIZE_FIELDS = ("enc_dim", "mlp_dim", "latent_dim", "num_enc_layers", "num_q")
 
 
+SINGLE_TASK_USE = (
+    "on the command line name its task: 'expert={<task>: <path>}' (one file per task; "
+    "sizes are read off the file), in Python load_single_task_expert(<path>, <task>)."
+)
+
+
 def infer_hint(state: Mapping[str, Any]) -> str:
     """A sentence naming the published configuration a state dict fits, if any."""
     arch = infer_architecture(state)
@@ -77,10 +83,7 @@ def infer_hint(state: Mapping[str, Any]) -> str:
                 + f" (file: {facts})."
             )
     if arch["task_dim"] == 0:
-        return (
-            f"this looks like a single-task model ({facts}); pass "
-            "config=ExpertConfig.single_task(<task>, model_size) or a custom ExpertConfig."
-        )
+        return f"this looks like a single-task model ({facts}); {SINGLE_TASK_USE}"
     return (
         f'the file\'s shapes say {facts}; pass model_size="auto" (recipes: '
         "expert_model_size=auto) to read the sizes off the file, or build an ExpertConfig "
@@ -92,7 +95,4 @@ def _single_task_hint(arch: dict[str, int], size: int, facts: str) -> str:
     dims = (arch.get("obs_dim"), arch.get("action_dim"))
     fits = [t.name for t in get_task_set("mt30") if (t.obs_dim, t.action_dim) == dims]
     which = f" (mt30 tasks with these dims: {', '.join(fits)})" if fits else ""
-    return (
-        f"this looks like a single-task {size}M model{which}; pass "
-        f"config=ExpertConfig.single_task(<task>, model_size={size}) (file: {facts})."
-    )
+    return f"this looks like a single-task {size}M model{which} (file: {facts}); {SINGLE_TASK_USE}"
