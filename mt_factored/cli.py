@@ -126,6 +126,26 @@ def config_error(err: BaseException) -> str:
     return text or type(err).__name__
 
 
+def require_writable(cfg: DictConfig, key: str = "run_dir") -> None:
+    """Create the command's ``run_dir`` now, or fail with one line: Hydra writes its record
+    there before the command runs and would end a read-only or full folder in a traceback."""
+    try:
+        folder = cfg.get(key) if key in cfg else None
+    except OmegaConfBaseException:  # e.g. ${hydra:...} in it: Hydra resolves it later
+        return
+    if not folder or _full_error():
+        return
+    try:
+        os.makedirs(folder, exist_ok=True)
+        if not os.access(folder, os.W_OK):
+            raise PermissionError(13, "Permission denied", folder)
+    except OSError as err:
+        fail(
+            f"{key}={folder} cannot be written ({err.strerror or err})",
+            f"make it writable, free space, or use another {key}=",
+        )
+
+
 def _full_error() -> bool:
     return os.environ.get(FULL_ERROR) == "1"
 
@@ -178,11 +198,12 @@ def _main(
         return
     if not hydra_flags:  # Hydra's own flags (--cfg job, --multirun, ...) go to Hydra as given
         try:
-            compose(config_name, overrides)
+            composed = compose(config_name, overrides)
         except Exception as err:  # noqa: BLE001 (hydra and omegaconf errors have no common base)
             if _full_error():
                 raise
             fail(config_error(err), hint)
+        require_writable(composed)
 
     def task(cfg: DictConfig) -> Any:
         try:

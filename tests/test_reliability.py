@@ -322,11 +322,13 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_intact(tmp_path, monk
     path = tmp_path / "last.ckpt"
     save_torch({"state_dict": {}, "global_step": 1}, path)
 
-    def full_disk(obj, f, *args, **kwargs):
-        Path(f).write_bytes(b"half a checkpoint")
+    write_bytes = Path.write_bytes
+
+    def full_disk(self: Path, data) -> int:
+        write_bytes(self, bytes(data)[:10])  # part of it, then the disk is full
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(torch, "save", full_disk)
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
     with pytest.raises(WriteError, match=r"could not write checkpoint .*No space left"):
         io.save_checkpoint({"state_dict": {"w": torch.ones(1)}, "global_step": 2}, path)
     monkeypatch.undo()

@@ -100,9 +100,7 @@ class CheckpointMismatchError(CheckpointError):
                 lines += [f"    {rows.get(k, k)}" for k in ordered[:_MAX_LISTED]]
                 if len(ordered) > _MAX_LISTED:
                     lines.append(f"    ... and {len(ordered) - _MAX_LISTED} more")
-        if hint:
-            lines.append(f"Hint: {hint}")
-        super().__init__("\n".join(lines))
+        super().__init__("\n".join(lines), hint or None)  # the hint is what to do
 
 
 _KEY_ORDER = ("_task_emb", "_action_masks", "_encoder", "_dynamics", "_reward", "_pi", "log_std")
@@ -268,12 +266,21 @@ def config_for_state(
     state: Mapping[str, Any],
     task_set: str = "mt30",
     model_size: int | float | str | None = 5,
+    source: str = "checkpoint",
 ) -> ExpertConfig:
     """The config a multi-task state dict is loaded into: the published `task_set` model of
     `model_size`, or with `model_size="auto"` (or None) the sizes read off the file (multi-task
-    experts of custom sizes)."""
+    experts of custom sizes).
+
+    Raises:
+        CheckpointMismatchError: ``auto`` on a single-task file (the hint says how to name its
+            task)."""
     if model_size in ("auto", None):
         arch = infer_architecture(state)
+        if arch.get("task_dim", 0) == 0:
+            raise CheckpointMismatchError(
+                source, hint=infer_hint(state), detail="It is a single-task model."
+            )
         sizes = {k: arch[k] for k in (*SIZE_FIELDS, "task_dim", "num_bins") if k in arch}
         return ExpertConfig.custom(task_set, **sizes)
     return ExpertConfig.from_size(model_size, task_set)

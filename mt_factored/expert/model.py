@@ -360,7 +360,7 @@ class TDMPC2Expert(nn.Module):
             config = (
                 single_task_config(state, task)
                 if task is not None
-                else config_for_state(state, task_set, model_size)
+                else config_for_state(state, task_set, model_size, str(path))
             )
         model = cls(config).to(map_location)
         return load_into(model, state, str(path)).eval()

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -54,8 +55,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f"{storage_options!r}"
             )
         require_finite(checkpoint.get("state_dict", {}), f"checkpoint {path}")
+        # Serialised in memory first: a full disk then fails in a plain write (ENOSPC, named)
+        # rather than inside torch's zip writer.
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
         try:
-            atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
+            atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))
         except OSError as err:
             raise WriteError(
                 f"could not write checkpoint {path} ({err.strerror or err}); the checkpoints "
