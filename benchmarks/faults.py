@@ -76,7 +76,7 @@ class Row:
     notes: list[str] = field(default_factory=list)
 
     def markdown(self) -> str:
-        note = "; ".join(dict.fromkeys(self.notes))[:300]
+        note = " ".join("; ".join(dict.fromkeys(self.notes)).split())[:300]
         return (
             f"| {self.case} | {self.tries} | {self.survived}/{self.tries} | {self.lost} | {note} |"
         )
