@@ -34,6 +34,7 @@ STAND_IN_MODULES = ("tensordict", "omegaconf")
 ALLOWED_GLOBALS = frozenset(
     {
         ("collections", "OrderedDict"),
+        ("_codecs", "encode"),  # how protocol-2 pickles store bytes
         ("torch", "Size"),
         ("torch", "Tensor"),
         ("torch", "device"),
@@ -41,8 +42,11 @@ ALLOWED_GLOBALS = frozenset(
         ("torch._utils", "_rebuild_tensor_v2"),
         ("torch._utils", "_rebuild_parameter"),
         ("numpy", "dtype"),
+        ("numpy", "ndarray"),
         ("numpy.core.multiarray", "scalar"),
         ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
         *(
             ("builtins", name)
             for name in ("set", "frozenset", "slice", "complex", "bytearray", "tuple", "list")

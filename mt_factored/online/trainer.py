@@ -29,6 +29,7 @@ from omegaconf import DictConfig
 from mt_factored import tasks
 from mt_factored.artifacts.atomic import save_torch, write_text
 from mt_factored.artifacts.configs import as_object, plain
+from mt_factored.artifacts.safe_pickle import load_torch
 from mt_factored.constants import ACTION, OBS, REWARD
 from mt_factored.errors import InputError, MismatchError
 from mt_factored.expert.model import TDMPC2Expert
@@ -198,7 +199,7 @@ class OnlineTrainer:
     def maybe_resume(self) -> bool:
         path = self.run_dir / STATE_NAME
         if self.cfg.resume and path.is_file():
-            state = torch.load(path, map_location=self.device, weights_only=False)
+            state = load_torch(path, map_location=self.device)  # runs no code from the file
             self.load_state_dict(state)
             log.info("resumed %s at step %d, episode %d", path, self.step, self.episode)
             return True
