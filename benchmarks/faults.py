@@ -23,8 +23,8 @@ and prints one row: case, tries, survived, data lost.
 - nan_shard: NaN written into a prepared shard. Survived: one error line naming the shard,
   no checkpoint written.
 - tampered_expert: 400 bytes zeroed inside a shipped expert (its SHA256SUMS beside it), and a
-  local expert replaced between two invocations of a run. Survived: both refused naming the
-  file (the second with the hash diff).
+  local expert file replaced by another valid expert between two invocations of a run.
+  Survived: both refused naming the file (the second with the hash diff).
 - pickle_payload: a ``.pt`` whose unpickling would write a marker file, as expert= and as
   data=. Survived: one error line, no marker.
 - bad_inputs: a task missing from the data, a single-task expert as expert=path, a truncated
@@ -424,10 +424,8 @@ def tampered_expert(ws: Workspace, tries: int, rng: random.Random) -> Row:
         shutil.copy(SMOKE_EXPERT, local)
         run_dir = ws.path("replaced-run")
         run(train_args(run_dir, f"expert={{cartpole-balance: {local}}}", steps=2))
-        raw = bytearray(local.read_bytes())
-        at = rng.randrange(len(raw) // 4, len(raw) // 2)
-        raw[at : at + 400] = bytes(400)
-        local.write_bytes(bytes(raw))
+        # another valid expert of the task in its place (it loads: only its hash tells)
+        shutil.copy(SHIPPED_CHECKPOINTS_DIR / "quickstart" / "cartpole-balance.pt", local)
         out = run(train_args(run_dir, f"expert={{cartpole-balance: {local}}}", steps=4))
         second = "expert file of 'cartpole-balance': SHA-256" in (error_line(out) or "")
         row.survived += first and second
