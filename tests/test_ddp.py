@@ -24,7 +24,8 @@ def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
         obs_dims={8: 5, 4: 6},
     )
     script = Path(__file__).with_name("ddp_script.py")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(script.parent)}
+    path = os.pathsep.join(p for p in (str(script.parent), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
 
     def ddp(max_steps: int, name: str) -> None:
         out = subprocess.run(

@@ -547,3 +547,20 @@ def test_public_expert_resolves_from_hf_cache(tmp_path, hf_cache) -> None:
         ExpertNotFoundError, match="nicklashansen/tdmpc2.*not in the Hugging Face cache"
     ):
         load_expert("hub:nicklashansen/tdmpc2/multitask/mt30-19M.pt", model_size="auto")
+
+
+def test_a_modified_file_of_the_hf_cache_is_refused(tmp_path, hf_cache) -> None:
+    """A cached LFS file is checked against the Hub's hash of it (its blob's name)."""
+    from mt_factored.errors import MismatchError
+    from mt_factored.expert.resolve import load_expert
+
+    pt = write_tiny_expert(tmp_path / "mt30-5M.pt", seed=4)
+    repo = fake_hf_cache(hf_cache, "nicklashansen/tdmpc2", {"multitask/mt30-5M.pt": pt})
+    spec = "hub:nicklashansen/tdmpc2/multitask/mt30-5M.pt"
+    load_expert(spec, model_size="auto")
+    (blob,) = (repo / "blobs").iterdir()
+    raw = bytearray(blob.read_bytes())
+    raw[len(raw) // 2 : len(raw) // 2 + 64] = bytes(64)  # inside a tensor: it would still load
+    blob.write_bytes(bytes(raw))
+    with pytest.raises(MismatchError, match="differs from the Hub's"):
+        load_expert(spec, model_size="auto")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 from mt_factored.artifacts.atomic import write_text
@@ -78,5 +79,31 @@ def verify_listed(path: str | os.PathLike) -> str | None:
             f"{manifest}: the file was modified or corrupted",
             f"restore it (`git checkout -- {path}`), or copy your own file out of "
             f"{manifest.parent} and pass that path",
+        )
+    return actual
+
+
+_HUB_BLOB = re.compile(r"^[0-9a-f]{64}$")
+
+
+def verify_hub_blob(path: str | os.PathLike) -> str | None:
+    """Check a file of the Hugging Face cache against the Hub's own hash of it; returns it.
+
+    The cache stores a large (LFS) file as ``blobs/<sha256 of its content>`` behind the
+    snapshot's symlink, so the Hub's hash is the blob's name. Files that are not such blobs
+    (small git files, other folders) are not checked (None).
+
+    Raises:
+        MismatchError: the content no longer has the hash the Hub recorded.
+    """
+    blob = Path(path).resolve()
+    if blob.parent.name != "blobs" or not _HUB_BLOB.match(blob.name):
+        return None
+    actual = sha256_file(blob)
+    if actual != blob.name:
+        raise MismatchError(
+            f"{path}: its SHA-256 {actual[:16]}... differs from the Hub's {blob.name[:16]}... "
+            "(the cached file was modified or corrupted)",
+            f"delete {blob} and download it again (or pass force_download through `hf download`)",
         )
     return actual

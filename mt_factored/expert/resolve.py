@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from mt_factored.artifacts.checksums import verify_listed
+from mt_factored.artifacts.checksums import verify_hub_blob, verify_listed
 from mt_factored.artifacts.remote import hub_file
 from mt_factored.errors import InputError, MissingError
 from mt_factored.expert.interface import Expert
@@ -52,7 +52,7 @@ def resolve_checkpoint_path(spec: str) -> Path:
     """Local path of a checkpoint spec (downloading ``hub:`` specs into the HF cache)."""
     if spec.startswith(HUB_PREFIX):
         repo_id, filename, revision = parse_hub_spec(spec)
-        return hub_file(
+        path = hub_file(
             repo_id,
             filename,
             revision=revision,
@@ -60,6 +60,8 @@ def resolve_checkpoint_path(spec: str) -> Path:
             offline_fix=f"on a machine with network run `hf download {repo_id} {filename}` (it "
             f"fills the same cache), or download it and pass expert=/path/to/{Path(filename).name}",
         )
+        verify_hub_blob(path)  # the cached file still has the hash the Hub recorded
+        return path
     path = Path(spec).expanduser()
     if not path.is_file():
         raise ExpertNotFoundError(f"expert checkpoint {path} does not exist", PUBLIC_EXPERT_HINT)
