@@ -108,13 +108,17 @@ def _may_change(key: str) -> bool:
 
 
 def differences(saved: Any, now: Any, ignore: bool = True) -> list[str]:
-    """``key: saved -> now`` for every flattened key whose value differs."""
+    """``key: saved -> now`` for every flattened key of both whose value differs.
+
+    Keys only one side has are left out: they come from another version of the schema (a key
+    added since the checkpoint was written takes its default, which keeps the old behaviour).
+    """
     a, b = _flatten(plain(saved)), _flatten(plain(now))
     out = []
-    for key in sorted(set(a) | set(b)):
-        if (ignore and _may_change(key)) or a.get(key, "<unset>") == b.get(key, "<unset>"):
+    for key in sorted(set(a) & set(b)):
+        if (ignore and _may_change(key)) or a[key] == b[key]:
             continue
-        out.append(f"{key}: {a.get(key, '<unset>')!r} -> {b.get(key, '<unset>')!r}")
+        out.append(f"{key}: {a[key]!r} -> {b[key]!r}")
     return out
 
 
