@@ -334,3 +334,19 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_intact(tmp_path, monk
     monkeypatch.undo()
     assert io.load_checkpoint(path)["global_step"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+
+
+def test_a_failed_write_of_any_file_is_one_write_error_and_leaves_no_temp(tmp_path) -> None:
+    from mt_factored.artifacts.atomic import atomic_write
+
+    target = tmp_path / "index.json"
+    target.write_text("old")
+
+    def full_disk(tmp: Path) -> None:
+        tmp.write_text("par")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(WriteError, match=rf"could not write {target} \(No space left"):
+        atomic_write(target, full_disk)
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.json"]

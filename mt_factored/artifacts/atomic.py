@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from mt_factored.errors import MtFactoredError, WriteError
+
 
 def temp_path(path: Path, keep_suffix: bool = False) -> Path:
     """A fresh hidden name beside ``path`` (``.name.<id>.tmp``, or ``.stem.<id>.tmp.ext``
@@ -92,17 +94,27 @@ def atomic_write(
 ) -> Path:
     """Write ``path`` through ``write(tmp)`` on a temp file beside it, then :func:`publish`.
 
-    The folder is created when missing; the temp file is removed when ``write`` fails.
+    The folder is created when missing; the temp file is removed when ``write`` fails. A
+    failing write (full disk, read-only folder) raises
+    :class:`~mt_factored.errors.WriteError` naming ``path`` (one error line in the commands).
 
     Returns:
         ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path, keep_suffix)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
         return publish(tmp, path)
+    except OSError as err:
+        if isinstance(err, MtFactoredError):
+            raise
+        raise WriteError(
+            f"could not write {path} ({err.strerror or err}); the file there before, if any, "
+            "is intact",
+            "free space or make the folder writable, then re-run the same command",
+        ) from err
     finally:
         tmp.unlink(missing_ok=True)
 
