@@ -47,9 +47,10 @@ MAY_CHANGE_ON_RESUME = (
     "trainer.log_every_n_steps",
     "eval",
     "logger",
+    "publish",
 )
-"""Config keys (and key prefixes) a resumed run may change: how long it runs, how it reports;
-nothing that changes what the weights learn."""
+"""Config keys (and key prefixes) a resumed run may change: how long it runs, how it reports
+and publishes; nothing that changes what the weights learn."""
 FORCE = "force"
 
 
