@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from mt_factored.data.parquet import export_parquet, source_chunks, to_chunks
+from mt_factored.data.parquet import export_parquet, source_chunks
+from mt_factored.data.parquet_chunks import to_chunks
 from mt_factored.data.parquet_store import is_hub_dataset, resolve_dataset
 from mt_factored.data.shards import ShardedDataset
 from mt_factored.data.stream import open_store
