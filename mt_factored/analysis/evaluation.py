@@ -14,8 +14,8 @@ from mt_factored.analysis.models import EXPERT, STUDENT, LoadedModel, load_model
 from mt_factored.analysis.video import combine_videos
 from mt_factored.artifacts.atomic import write_json
 from mt_factored.artifacts.progress import progress_bars as command_progress_bars
-from mt_factored.artifacts.provenance import hardware_info
 from mt_factored.errors import InputError
+from mt_factored.hub.results import results_json
 from mt_factored.planning.base import PlanningModel
 from mt_factored.planning.episodes import EpisodeConfig, EpisodeStats, evaluate_tasks
 from mt_factored.planning.mppi import MPPIPlanner
@@ -107,19 +107,4 @@ def write_results_json(
     path: str | os.PathLike, results: dict[str, dict[str, EpisodeStats]]
 ) -> None:
     """Results per model and task, plus ``_meta.hardware`` (read by the Hub model card)."""
-    data: dict = {
-        model: {
-            task: {
-                "returns": s.returns,
-                "mean": s.mean,
-                "std": s.std,
-                "plan_ms_single_env": s.plan_ms_single_env,
-                "plan_ms_per_call": s.plan_ms_per_call,
-                "envs_per_call": s.envs_per_call,
-            }
-            for task, s in res.items()
-        }
-        for model, res in results.items()
-    }
-    data["_meta"] = {"hardware": hardware_info()}
-    write_json(path, data)
+    write_json(path, results_json(results))
