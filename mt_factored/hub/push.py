@@ -75,6 +75,17 @@ class PushError(MtFactoredError, RuntimeError):
     """The upload failed; nothing was published."""
 
 
+def push_in_one_commit(operations: list, repo_id: str, target: str, **options: Any):
+    """``push_operations`` (one commit), a failure as one :class:`PushError` naming ``target``."""
+    try:
+        return push_operations(operations, repo_id, **options)
+    except (OSError, ValueError) as err:
+        raise PushError(
+            f"upload to {target} failed: {err}. Nothing was published: the files go in one "
+            "commit, so the repo's files are as they were (a new repo may exist, empty)."
+        ) from err
+
+
 def _is_model_folder(folder: Path) -> bool:
     try:
         return MODEL_TYPE_KEY in read_config(folder / CONFIG_NAME)
@@ -135,19 +146,14 @@ def push(cfg: PushConfig) -> int:
             print(f"dry run: one commit of {len(operations)} files to {target}; nothing uploaded")
             return 0
         message = cfg.message or f"Upload {source.kind} with mt_factored {__version__}"
-        try:
-            commit = push_operations(  # the very operations listed above
-                operations,
-                repo_id,
-                private=cfg.private,
-                revision=revision,
-                commit_message=message,
-            )
-        except (OSError, ValueError) as err:
-            raise PushError(
-                f"upload to {target} failed: {err}. Nothing was published: the files go in one "
-                "commit, so the repo's files are as they were (a new repo may exist, empty)."
-            ) from err
+        commit = push_in_one_commit(  # the very operations listed above
+            operations,
+            repo_id,
+            target,
+            private=cfg.private,
+            revision=revision,
+            commit_message=message,
+        )
     print(f"published {len(operations)} files: {commit.commit_url}")
     print(f"model page: {repo_url(repo_id, revision)}")
     return 0

@@ -11,11 +11,10 @@ from omegaconf import MISSING
 from mt_factored import __version__
 from mt_factored.data.parquet import CARD_NAME, read_info, verify_files
 from mt_factored.errors import InputError, MismatchError
-from mt_factored.hub.push import PushError
+from mt_factored.hub.push import push_in_one_commit
 from mt_factored.hub.upload import (
     commit_operations,
     describe_operations,
-    push_operations,
     refuse_offline,
     repo_url,
 )
@@ -73,20 +72,15 @@ def push_dataset(cfg: PushDatasetConfig) -> int:
         print(f"dry run: one commit of {len(operations)} files to {target}; nothing uploaded")
         return 0
     message = cfg.message or f"Upload dataset with mt_factored {__version__}"
-    try:
-        commit = push_operations(
-            operations,
-            cfg.repo_id,
-            private=cfg.private,
-            revision=cfg.revision,
-            commit_message=message,
-            repo_type=REPO_TYPE,
-        )
-    except (OSError, ValueError) as err:
-        raise PushError(
-            f"upload to {target} failed: {err}. Nothing was published: the files go in one "
-            "commit, so the repo's files are as they were (a new repo may exist, empty)."
-        ) from err
+    commit = push_in_one_commit(
+        operations,
+        cfg.repo_id,
+        target,
+        private=cfg.private,
+        revision=cfg.revision,
+        commit_message=message,
+        repo_type=REPO_TYPE,
+    )
     print(f"published {len(operations)} files: {commit.commit_url}")
     print(f"dataset page: {repo_url(cfg.repo_id, cfg.revision, REPO_TYPE)}")
     return 0
