@@ -14,7 +14,6 @@ from mt_factored.distill import (
     ranking_kl,
 )
 from mt_factored.distill.losses import planner_candidates
-from mt_factored.distill.rollout import agent_env_masks
 from mt_factored.errors import InputError
 
 
@@ -23,7 +22,7 @@ def test_planner_actions_cycle_centers_stay_masked_and_move_one_agent() -> None:
     task = torch.tensor([WALKER, REACHER])
     mask = student.merge_actions(student.agent_action_mask(task), task)  # [B, A]
     centers = torch.stack([torch.full((2, 3, 6), -0.5), torch.full((2, 3, 6), 0.5)]) * mask[:, None]
-    agents = agent_env_masks(student, task)
+    agents = student.agent_env_masks(task)
     assert agents.sum(-1)[0].tolist() == [1.0] * 6  # walker: one joint per agent
     assert agents.sum(-1)[1].tolist() == [1.0, 1.0, 0, 0, 0, 0]
     gen = torch.Generator().manual_seed(0)

@@ -19,7 +19,6 @@ from mt_factored.distill.config import Center, DistillConfig, Noise
 from mt_factored.distill.registry import DistillBatch, LossTerm, selected_terms
 from mt_factored.distill.rollout import (
     ExpertRollout,
-    agent_env_masks,
     expert_policy_sequence,
     expert_rollout,
     noisy_actions,
@@ -90,7 +89,7 @@ def planner_candidates(
         cfg.num_noise_samples,
         cfg.planner_std,
         generator,
-        agent_masks=agent_env_masks(student, task),
+        agent_masks=student.agent_env_masks(task),
         single_agent_fraction=cfg.single_agent_fraction,
     )
 

@@ -115,14 +115,6 @@ def student_policy_sequence(
     return torch.stack(steps, dim=1)
 
 
-def agent_env_masks(student: FactoredStudent, task: torch.Tensor) -> torch.Tensor:
-    """``[B, N, A]``: 1 on the environment action entries each agent of ``task [B]`` controls."""
-    layout = student.agent_action_mask(task)  # [B, N, G]
-    n = layout.shape[1]
-    one_agent = torch.eye(n, dtype=layout.dtype, device=layout.device)
-    return student.merge_actions(one_agent[None, :, :, None] * layout[:, None], task[:, None])
-
-
 class ExpertRollout(NamedTuple):
     """The expert along the noisy actions (computed without gradients)."""
 

@@ -145,12 +145,7 @@ class StudentScorer:
         self.student = student
 
     def agent_masks(self, task: torch.Tensor) -> torch.Tensor:
-        st = self.student
-        layout = st.agent_action_mask(task)  # [E, N, G]
-        n = layout.shape[1]
-        one_agent = torch.eye(n, dtype=layout.dtype, device=layout.device)
-        per_agent = one_agent[None, :, :, None] * layout[:, None]  # [E, N(which), N, G]
-        return st.merge_actions(per_agent, task[:, None])  # [E, N, A]
+        return self.student.agent_env_masks(task)
 
     @torch.no_grad()
     def returns(self, obs: torch.Tensor, task: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

@@ -173,6 +173,13 @@ class FactoredStudent(
         """``[..., N, G]`` -> ``[..., A]`` (padding 0)."""
         return self.layout.merge(agent_action, task)
 
+    def agent_env_masks(self, task: torch.Tensor) -> torch.Tensor:
+        """``[B, N, A]``: 1 on the environment action entries each agent of ``task [B]``
+        controls (0 rows for padded agents)."""
+        layout = self.agent_action_mask(task)  # [B, N, G]
+        one_agent = torch.eye(layout.shape[1], dtype=layout.dtype, device=layout.device)
+        return self.merge_actions(one_agent[None, :, :, None] * layout[:, None], task[:, None])
+
     def encoder_parameters(self) -> list[nn.Parameter]:
         """Parameters of the encoder (trunk and latent head), for a separate learning rate."""
         return [*self.trunk.parameters(), *self.head.parameters()]
