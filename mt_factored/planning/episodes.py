@@ -179,6 +179,44 @@ def run_episodes(
     )
 
 
+def last_plan(planner: MPPIPlanner, task: torch.Tensor) -> torch.Tensor:
+    """The planner's final sampling mean of its last call as environment actions ``[E, H, A]``."""
+    mean = planner.last_stats.mean  # [E, agents, H, G]
+    steps = [planner.model.to_env_action(mean[:, :, h], task) for h in range(mean.shape[2])]
+    return torch.stack(steps, dim=1)
+
+
+@torch.no_grad()
+def visited_states(
+    planner: MPPIPlanner,
+    task: str,
+    task_id: int,
+    obs_dim: int,
+    env_seeds: list[int],
+    steps: int,
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plan and act for ``steps`` control steps in one env per seed, in lock-step.
+
+    Returns:
+        (padded observations ``[steps * envs, obs_dim]``, the sequence planned at each
+        ``[steps * envs, H, A]``), step by step, envs in seed order within a step.
+    """
+    envs = [tasks.make_env(task, seed=seed) for seed in env_seeds]
+    ids = torch.full((len(envs),), task_id, dtype=torch.long, device=device)
+    obs = np.stack([env.reset() for env in envs])
+    obs_rows, plan_rows = [], []
+    planner.reset()
+    for step in range(steps):
+        padded = torch.as_tensor(pad_obs(obs, obs_dim), device=device)
+        action = planner.plan(padded, ids, t0=step == 0)
+        obs_rows.append(padded)
+        plan_rows.append(last_plan(planner, ids))
+        native = action.cpu().numpy().astype(np.float64)
+        obs = np.stack([env.step(native[i, : env.action_dim])[0] for i, env in enumerate(envs)])
+    return torch.cat(obs_rows), torch.cat(plan_rows)
+
+
 @torch.inference_mode()
 def single_env_latency_ms(
     planner: MPPIPlanner,

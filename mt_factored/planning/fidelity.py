@@ -35,11 +35,10 @@ import numpy as np
 import torch
 
 from mt_factored.errors import InputError
-from mt_factored.planning.episodes import pad_obs
+from mt_factored.planning.episodes import last_plan, visited_states
 from mt_factored.planning.expert_adapter import ExpertPlanningModel
 from mt_factored.planning.mppi import MPPIPlanner
 from mt_factored.planning.student_adapter import StudentPlanningModel
-from mt_factored.tasks import make_env
 
 SOURCES = ("data", "own")
 """Where fidelity states come from: the training data, the student's own episodes."""
@@ -178,9 +177,7 @@ def planned_sequences(planner: MPPIPlanner, obs: torch.Tensor, task: torch.Tenso
     """The planner's final sampling mean at each state, cold-started: ``[E, H, A]`` env actions."""
     planner.reset()
     planner.plan(obs, task, t0=True)
-    mean = planner.last_stats.mean  # [E, agents, H, G]
-    steps = [planner.model.to_env_action(mean[:, :, h], task) for h in range(mean.shape[2])]
-    return torch.stack(steps, dim=1)
+    return last_plan(planner, task)
 
 
 @torch.no_grad()
@@ -275,17 +272,8 @@ def own_states(
 ) -> torch.Tensor:
     """``config.own_states`` observations the planner's own episodes reach, spread evenly
     over ``config.own_envs`` episodes of ``config.own_steps`` steps (env seeds from the seed)."""
-    envs = [make_env(task_name, seed=config.seed + 7919 * (i + 1)) for i in range(config.own_envs)]
-    task = torch.full((len(envs),), task_id, dtype=torch.long)
-    obs = np.stack([env.reset() for env in envs])
-    seen = []
-    planner.reset()
-    for step in range(config.own_steps):
-        padded = torch.as_tensor(pad_obs(obs, obs_dim))
-        seen.append(padded)
-        action = planner.plan(padded, task, t0=step == 0).numpy().astype(np.float64)
-        obs = np.stack([env.step(action[i, : env.action_dim])[0] for i, env in enumerate(envs)])
-    every = torch.cat(seen)
+    seeds = [config.seed + 7919 * (i + 1) for i in range(config.own_envs)]
+    every, _ = visited_states(planner, task_name, task_id, obs_dim, seeds, config.own_steps)
     pick = torch.linspace(0, every.shape[0] - 1, config.own_states).round().long()
     return every[pick]
 

@@ -19,16 +19,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from mt_factored.constants import ACTION, OBS, TASK
 from mt_factored.errors import InputError
 from mt_factored.planning.base import MPPIConfig, with_overrides
-from mt_factored.planning.episodes import pad_obs
+from mt_factored.planning.episodes import visited_states
 from mt_factored.planning.mppi import MPPIPlanner
 from mt_factored.planning.student_adapter import StudentPlanningModel
-from mt_factored.tasks import make_env
 
 # Large odd multipliers keep nearby (round, rank, step) triples on separate seeds.
 _ROUND_MIX, _RANK_MIX, _STEP_MIX = 1_000_003, 7_919, 104_729
@@ -126,13 +124,6 @@ class ClosedLoopBuffer(torch.nn.Module):
         return self.obs[idx], self.plan[idx], self.task[idx]
 
 
-def planned_env_sequences(planner: MPPIPlanner, task: torch.Tensor) -> torch.Tensor:
-    """The planner's last sampling mean as environment actions ``[E, H, A]``."""
-    mean = planner.last_stats.mean
-    steps = [planner.model.to_env_action(mean[:, :, h], task) for h in range(mean.shape[2])]
-    return torch.stack(steps, dim=1)
-
-
 @torch.no_grad()
 def collect_round(
     student,
@@ -158,17 +149,11 @@ def collect_round(
         planner = MPPIPlanner(
             StudentPlanningModel(student, generator=run_seed), planning, generator=run_seed
         )
-        envs = [make_env(name, seed=run_seed + i) for i in range(config.envs)]
-        task = torch.full((len(envs),), task_id, dtype=torch.long, device=device)
-        obs = np.stack([env.reset() for env in envs])
-        for step in range(config.steps):
-            padded = torch.as_tensor(pad_obs(obs, obs_dim), device=device)
-            action = planner.plan(padded, task, t0=step == 0)
-            obs_rows.append(padded)
-            plan_rows.append(planned_env_sequences(planner, task))
-            task_rows.append(task)
-            native = action.cpu().numpy().astype(np.float64)
-            obs = np.stack([env.step(native[i, : env.action_dim])[0] for i, env in enumerate(envs)])
+        seeds = [run_seed + i for i in range(config.envs)]
+        obs, plan = visited_states(planner, name, task_id, obs_dim, seeds, config.steps, device)
+        obs_rows.append(obs)
+        plan_rows.append(plan)
+        task_rows.append(torch.full((obs.shape[0],), task_id, dtype=torch.long, device=device))
     return torch.cat(obs_rows), torch.cat(plan_rows), torch.cat(task_rows)
 
 

@@ -153,7 +153,7 @@ class DistillModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if not self.closed_loop.enabled or self.trainer.world_size <= 1:
             return
-        state = {k: v for k, v in self.closed_loop_buffer.state_dict().items()}
+        state = dict(self.closed_loop_buffer.state_dict())
         gathered = self.all_gather(state)  # {name: [world, ...]}
         checkpoint[CLOSED_LOOP_RANKS] = {k: v.cpu() for k, v in gathered.items()}
 
