@@ -7,7 +7,9 @@ One update = ``distill_losses`` (K noise samples, horizon H) + backward + Adam s
 on a default ``StudentConfig`` mt30 student. "student only" replays an expert
 rollout computed once (the cost of the student's side: its rollout, the loss terms,
 backward, Adam); "with expert" also runs the frozen mt30-5M expert forward on the
-K perturbed rollouts, as training does. "group_agents" is the student's side with
+K perturbed rollouts, as training does. "compiled" rows run the student's side through
+``torch.compile`` (``compile=true`` in training); "vs eager" divides the eager row's time by
+the row's, and the first update (compilation) is reported apart and not timed. "group_agents" is the student's side with
 ``distill.group_agents=true`` (each group of windows with the same number of real agents
 runs only those agents). Random windows over all 30 tasks (``--tasks quickstart``: the
 quickstart's four); the data loader is not included (see benchmarks/data_throughput.py).
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -33,6 +36,7 @@ from mt_factored.distill import (  # noqa: E402
     noisy_actions,
     student_losses,
 )
+from mt_factored.distill.losses import compiled_student_losses  # noqa: E402
 from mt_factored.expert import ExpertConfig, TDMPC2Expert  # noqa: E402
 from mt_factored.student import FactoredStudent, StudentConfig  # noqa: E402
 
@@ -96,32 +100,44 @@ def main(argv: list[str] | None = None) -> None:
 
     grouped = dataclasses.replace(cfg, group_agents=True)
 
-    def student_only(config: DistillConfig):
-        return lambda: update(lambda: student_losses(student, batch, actions, targets, config))
+    def student_only(config: DistillConfig, compiled: bool = False):
+        losses = compiled_student_losses if compiled else student_losses
+        return lambda: update(lambda: losses(student, batch, actions, targets, config))
+
+    def with_expert(compiled: bool):
+        return lambda: update(lambda: distill_losses(student, expert, batch, cfg, gen, compiled))
 
     runs = {
         "student only": student_only(cfg),
+        "student only, compiled": student_only(cfg, compiled=True),
         "student only, group_agents": student_only(grouped),
-        f"with {args.expert_size}M expert": lambda: update(
-            lambda: distill_losses(student, expert, batch, cfg, gen)
-        ),
+        f"with {args.expert_size}M expert": with_expert(False),
+        f"with {args.expert_size}M expert, compiled": with_expert(True),
     }
-    rows = []
+    rows, eager_ms = [], {}
     for num in args.threads:
         for name, fn in runs.items():
             with threads(num):
+                start = time.perf_counter()
+                fn()  # the first update compiles (forward and backward graphs): untimed
+                first = time.perf_counter() - start
                 load = load_average()
                 stats = time_fn(fn, args.warmup, args.repeats)
+            base = name.removesuffix(", compiled")
+            eager_ms.setdefault((base, num), stats.mean_ms)
             rows.append(
                 [
                     name,
                     num,
                     f"{stats.mean_ms:.0f} ± {stats.std_ms:.0f} (min {stats.min_ms:.0f})",
                     f"{args.batch / (stats.mean_ms * 1e-3):.0f}",
+                    f"{eager_ms[(base, num)] / stats.mean_ms:.2f}x",
+                    f"{first:.1f}",
                     f"{load:.1f}/{load_average():.1f}",
                 ]
             )
-    print(markdown_table(["run", "threads", "ms/update", "windows/s", "load before/after"], rows))
+    headers = ["run", "threads", "ms/update", "windows/s", "vs eager", "first update s"]
+    print(markdown_table([*headers, "load before/after"], rows))
     params = sum(p.numel() for p in student.parameters())
     print(
         f"\nbatch {args.batch}, H={args.horizon}, K={args.samples}; student {params / 1e3:.0f}k "

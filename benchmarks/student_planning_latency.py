@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -71,22 +72,47 @@ def parse_budget(text: str) -> MPPIConfig:
     )
 
 
+PATHS = ("eager", "compiled")
+
+
+def make_planner(model_cls, net, config: MPPIConfig, seed: int, path: str) -> MPPIPlanner:
+    return MPPIPlanner(model_cls(net, seed, compile=path == "compiled"), config, seed)
+
+
+def measure(model_cls, net, config: MPPIConfig, obs, task, args, num: int) -> dict[str, tuple]:
+    """{path: (stats, flops, load, compile s)}: FLOPs counted on the eager path (the
+    compiled graph does the same matrix products), warm-up (and compilation) untimed."""
+    out = {}
+    for path in args.paths:
+        planner = make_planner(model_cls, net, config, args.seed, path)
+        with threads(num):
+            start = time.perf_counter()
+            planner.plan(obs, task, t0=True)  # compiles the graphs of this shape
+            first = time.perf_counter() - start
+            m = measure_plan(planner, obs, task, args.warmup, args.repeats)
+        out[path] = (m.stats, m.flops, f"{m.load_before:.1f}/{m.load_after:.1f}", first)
+    if "eager" in out and "compiled" in out:  # FlopCounterMode sees through eager only
+        out["compiled"] = (out["compiled"][0], out["eager"][1], *out["compiled"][2:])
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--joints", type=int, nargs="+", default=[1, 2, 4, 6, 21])
+    parser.add_argument("--joints", type=int, nargs="+", default=[1, 2, 4, 6, 12, 21])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
     parser.add_argument(
         "--sizes",
         nargs="*",
-        default=["16:64:1", "32:64:1", "32:128:1", "32:64:2", "32:96:2", "32:128:2"],
-        help="student sizes m:d:L for the trade-off table (6 joints, max threads)",
+        default=["16:64:1", "32:64:1", "32:64:2", "32:128:2"],
+        help="student sizes m:d:L for the trade-off table (6 joints, 1 thread)",
     )
     parser.add_argument(
         "--budgets",
         nargs="*",
-        default=["512x6", "256x4", "128x2"],
+        default=["512x6", "128x2", "32x2"],
         help="MPPI samples x iterations for the trade-off table",
     )
     parser.add_argument("--expert-size", type=int, default=5)
@@ -100,101 +126,142 @@ def main(argv: list[str] | None = None) -> None:
     expert = TDMPC2Expert(ExpertConfig.from_size(args.expert_size)).eval()
     obs = torch.randn(1, 24)
     task = torch.zeros(1, dtype=torch.long)
+
+    def of_peak(flops: int, ms: float, num: int) -> str:
+        return f"{flops / (ms * 1e-3) / 1e9 / peaks[num]:.0%}"
+
+    def ms(stats) -> str:
+        return f"{stats.mean_ms:.1f} ± {stats.std_ms:.1f} (min {stats.min_ms:.1f})"
+
+    def expert_runs(config: MPPIConfig, num: int) -> dict[str, tuple]:
+        return measure(
+            ExpertPlanningModel,
+            expert,
+            config,
+            obs,
+            task,
+            args,
+            num,
+        )
+
+    def fastest(runs: dict[str, tuple]) -> tuple[str, tuple]:
+        return min(runs.items(), key=lambda item: item[1][0].mean_ms)
+
+    rows, budget_rows = [], []
     default = MPPIConfig()
-    expert_planner = MPPIPlanner(ExpertPlanningModel(expert, args.seed), default, args.seed)
-    expert_runs = {}
     for num in args.threads:
-        with threads(num):
-            expert_runs[num] = time_planner(expert_planner, obs, task, args.warmup, args.repeats)
-
-    def gflops_row(flops: int, ms: float, num: int) -> str:
-        return f"{flops / 1e9:.3f} ({flops / (ms * 1e-3) / 1e9 / peaks[num]:.0%})"
-
-    rows = []
-    for joints in args.joints:
-        student = student_for_joints(joints)
-        planner = MPPIPlanner(StudentPlanningModel(student, args.seed), default, args.seed)
-        for num in args.threads:
-            with threads(num):
-                stats, flops, load = time_planner(planner, obs, task, args.warmup, args.repeats)
-            e_stats, e_flops, e_load = expert_runs[num]
+        experts = expert_runs(default, num)
+        e_path, (e_stats, e_flops, e_load, _) = fastest(experts)
+        for path, (stats, flops, load, _) in experts.items():
             rows.append(
                 [
-                    joints,
+                    "expert",
                     num,
-                    f"{stats.mean_ms:.1f} ± {stats.std_ms:.1f} (min {stats.min_ms:.1f})",
-                    f"{e_stats.mean_ms:.0f} ± {e_stats.std_ms:.0f} (min {e_stats.min_ms:.0f})",
-                    f"{e_stats.mean_ms / stats.mean_ms:.1f}x ({e_stats.min_ms / stats.min_ms:.1f}x)",
-                    gflops_row(flops, stats.mean_ms, num),
-                    gflops_row(e_flops, e_stats.mean_ms, num),
-                    f"{load} / {e_load}",
+                    path,
+                    ms(stats),
+                    "",
+                    flops / 1e9,
+                    of_peak(flops, stats.mean_ms, num),
+                    load,
                 ]
             )
+        for joints in args.joints:
+            student = student_for_joints(joints)
+            runs = measure(
+                StudentPlanningModel,
+                student,
+                default,
+                obs,
+                task,
+                args,
+                num,
+            )
+            for path, (stats, flops, load, first) in runs.items():
+                rows.append(
+                    [
+                        joints,
+                        num,
+                        path,
+                        ms(stats),
+                        f"{e_stats.mean_ms / stats.mean_ms:.1f}x",
+                        flops / 1e9,
+                        of_peak(flops, stats.mean_ms, num),
+                        f"{load} (first plan {first:.1f} s)",
+                    ]
+                )
     sizes = StudentConfig(task_names=("x",), action_dims=(1,), discounts=(0.99,))
     print(
-        f"## Student vs {args.expert_size}M expert, default MPPI, default student "
+        f"## Student vs {args.expert_size}M expert, default MPPI (512 x 6), default student "
         f"(m={sizes.latent_dim}, d={sizes.mlp_dim}, L={sizes.num_mlp_layers})\n"
     )
+    print("The speedup divides the expert's fastest path in the same run by the student's.\n")
     print(
         markdown_table(
             [
                 "joints",
                 "threads",
-                "student ms/step",
-                "expert ms/step",
-                "speedup mean (min)",
-                "student GFLOP/step (of peak)",
-                "expert GFLOP/step (of peak)",
-                "load student / expert",
+                "path",
+                "ms/step",
+                "speedup vs expert",
+                "GFLOP/step",
+                "of matmul peak",
+                "load before/after",
             ],
             rows,
         )
     )
 
-    num = max(args.threads)
-    rows = []
-    for size in args.sizes:
-        student = student_for_joints(6, **parse_size(size))
-        params = sum(p.numel() for p in student.parameters())
-        for budget in args.budgets:
-            config = parse_budget(budget)
-            planner = MPPIPlanner(StudentPlanningModel(student, args.seed), config, args.seed)
-            with threads(num):
-                stats, flops, load = time_planner(planner, obs, task, args.warmup, args.repeats)
-            e_stats = expert_runs[num][0]
-            rows.append(
-                [
-                    size,
-                    f"{params / 1e3:.0f}k",
-                    budget,
-                    f"{stats.mean_ms:.1f} ± {stats.std_ms:.1f} (min {stats.min_ms:.1f})",
-                    f"{e_stats.mean_ms / stats.mean_ms:.1f}x",
-                    gflops_row(flops, stats.mean_ms, num),
-                    load,
-                ]
-            )
-    print(
-        f"\n## Trade-off at 6 joints, {num} threads (expert at default MPPI: "
-        f"{expert_runs[num][0].mean_ms:.0f} ms/step, "
-        f"{sum(p.numel() for p in expert.parameters()) / 1e6:.2f}M params)\n"
-    )
+    num = min(args.threads)
+    for budget in args.budgets:
+        config = parse_budget(budget)
+        e_path, (e_stats, *_rest) = fastest(expert_runs(config, num))
+        for size in args.sizes:
+            for joints in (1, 6):
+                student = student_for_joints(joints, **parse_size(size))
+                runs = measure(
+                    StudentPlanningModel,
+                    student,
+                    config,
+                    obs,
+                    task,
+                    args,
+                    num,
+                )
+                for path, (stats, flops, load, _) in runs.items():
+                    budget_rows.append(
+                        [
+                            budget,
+                            size,
+                            joints,
+                            path,
+                            ms(stats),
+                            f"{e_stats.mean_ms:.0f} ({e_path})",
+                            f"{e_stats.mean_ms / stats.mean_ms:.1f}x",
+                            of_peak(flops, stats.mean_ms, num),
+                            load,
+                        ]
+                    )
+    print(f"\n## Budgets and sizes, {num} thread(s), the expert at the same budget\n")
     print(
         markdown_table(
             [
-                "m:d:L",
-                "params",
                 "MPPI samples x iters",
+                "m:d:L",
+                "joints",
+                "path",
                 "student ms/step",
-                "speedup vs expert",
-                "GFLOP/step (of peak)",
+                "expert ms/step (path)",
+                "speedup",
+                "of matmul peak",
                 "load",
             ],
-            rows,
+            budget_rows,
         )
     )
     print(
         f"\nmatmul peak GFLOP/s: {', '.join(f'{n} thr {p:.0f}' for n, p in peaks.items())}; "
-        f"{args.repeats} timed plans after {args.warmup} warm-up; torch {torch.__version__}"
+        f"{args.repeats} timed plans after {args.warmup} warm-up (compilation untimed); "
+        f"torch {torch.__version__}"
     )
 
 

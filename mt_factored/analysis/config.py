@@ -42,6 +42,11 @@ class ModelsConfig(EpisodeConfig):
     threads: int | None = None
     """torch intra-op threads (null: torch's default). The budget sweep does not mix
     latencies of different thread counts in one results file."""
+    compile: bool = False
+    """Plan through ``torch.compile`` (the H-step returns of every model: fused C++ kernels
+    on CPU, CUDA graphs on GPU; falls back to eager with a warning if compiling fails).
+    Equal to eager within fp32 round-off; costs seconds of compilation per model and plan
+    shape, so it pays for long evaluations and large budgets."""
 
 
 @dataclass(kw_only=True)

@@ -49,6 +49,8 @@ class LoadedModel:
     source: Any
     """What the command named: a path, a Hub id or spec, a {task: checkpoint} mapping."""
     info: dict[str, Any] = field(default_factory=dict)
+    compile: bool = False
+    """Plan through ``torch.compile`` (see ``ModelsConfig.compile``)."""
 
     @property
     def policy_prior(self) -> bool:
@@ -61,7 +63,7 @@ class LoadedModel:
 
     def planning_model(self, generator: GeneratorLike = None) -> PlanningModel:
         """A fresh planning view; its policy samples are seeded with ``generator``."""
-        return PLANNING_MODELS[self.kind](self.net, generator=generator)
+        return PLANNING_MODELS[self.kind](self.net, generator=generator, compile=self.compile)
 
 
 def load_models(
@@ -105,7 +107,13 @@ def load_models(
             raise InputError(f"the expert covers {list(covered)}, not {missing}")
         ids = get_task_set(cfg.task_set)
         models[EXPERT] = LoadedModel(
-            EXPERT, EXPERT, net, net.obs_dim, {t: ids.index(t) for t in tasks}, expert
+            EXPERT,
+            EXPERT,
+            net,
+            net.obs_dim,
+            {t: ids.index(t) for t in tasks},
+            expert,
+            compile=cfg.compile,
         )
     for label, path in (students or {}).items():
         student: FactoredStudent = load_student(str(path), map_location=device).eval()
@@ -120,5 +128,6 @@ def load_models(
             student.config.obs_dim,
             {t: names.index(t) for t in tasks},
             str(path),
+            compile=cfg.compile,
         )
     return models

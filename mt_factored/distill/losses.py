@@ -27,6 +27,7 @@ from mt_factored.distill.rollout import (
     student_rollout,
 )
 from mt_factored.expert.interface import Expert
+from mt_factored.nn.compiling import Compiled
 from mt_factored.student.model import FactoredStudent
 
 LOSS_KEY = "loss"
@@ -100,6 +101,7 @@ def distill_losses(
     batch: dict[str, torch.Tensor],
     cfg: DistillConfig,
     generator: torch.Generator | None = None,
+    compile: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Distillation loss of one batch of windows (Algorithm 1).
 
@@ -110,6 +112,9 @@ def distill_losses(
             ``mt_factored.constants``; ``reward`` is not needed).
         cfg: distillation settings.
         generator: source of the action noise (on the batch's device).
+        compile: run the student's side (its rollout and the loss terms, and so their
+            backward) through ``torch.compile`` (see ``mt_factored.nn.compiling``); the
+            noise and the expert's targets are computed as in eager.
 
     Returns:
         ``"loss/<name>"`` of every selected term (e.g. ``loss/reward_kl``), the detached
@@ -134,7 +139,8 @@ def distill_losses(
         )  # [K(+1), B, H, A], masked
     with_pi = any(t.expert_policy for t, _ in terms)
     targets = expert_rollout(expert, obs[:, 0], actions[:k], task, with_pi)
-    return student_losses(student, batch, actions, targets, cfg)
+    losses = compiled_student_losses if compile else student_losses
+    return losses(student, batch, actions, targets, cfg)
 
 
 def student_losses(
@@ -177,3 +183,7 @@ def student_losses(
         out["metric/value_top1"] = (st.value.mean(1).argmax(1) == ex.value.argmax(1)).float().mean()
     out[LOSS_KEY] = total
     return out
+
+
+compiled_student_losses = Compiled(student_losses, "the distillation step")
+"""One compiled function for the run (graphs keyed by the student, the config and shapes)."""

@@ -242,9 +242,10 @@ class TDMPC2Expert(nn.Module):
         generator: torch.Generator | None = None,
         target: bool = False,
         detach: bool = False,
+        members: Tensor | None = None,
     ) -> Tensor:
         """`[..., 1]` mean value of two random members (planning and policy value)."""
-        return self.q_pair(z, action, task, generator, target, detach).mean(dim=0)
+        return self.q_pair(z, action, task, generator, target, detach, members).mean(dim=0)
 
     def q_pair(
         self,
@@ -254,19 +255,28 @@ class TDMPC2Expert(nn.Module):
         generator: torch.Generator | None = None,
         target: bool = False,
         detach: bool = False,
+        members: Tensor | None = None,
     ) -> Tensor:
         """`[2, ..., 1]` values of two random members; only those two are evaluated.
 
         TD-MPC2 averages them for planning and the policy loss (`q_avg`) and takes
         their minimum for TD targets (`q_pair(..., target=True).amin(0)`).
+
+        Args:
+            members: the two member indices, drawn by the caller (see `q_members`);
+                None: drawn here from `generator`.
         """
         x = self._with_task_action(z, action, task)
-        if generator is None:
-            members = torch.randperm(self._config.num_q, device=x.device)[:2]
-        else:
-            perm = torch.randperm(self._config.num_q, generator=generator, device=generator.device)
-            members = perm[:2].to(x.device)
+        if members is None:
+            members = self.q_members(generator, x.device)
         return self.regression.to_scalar(self._q(x, members, target, detach))
+
+    def q_members(self, generator: torch.Generator | None, device: torch.device) -> Tensor:
+        """`[2]` indices of two distinct random ensemble members, on `device`."""
+        if generator is None:
+            return torch.randperm(self._config.num_q, device=device)[:2]
+        perm = torch.randperm(self._config.num_q, generator=generator, device=generator.device)
+        return perm[:2].to(device)
 
     def _q(self, x: Tensor, members, target: bool, detach: bool) -> Tensor:
         if target:
@@ -292,12 +302,21 @@ class TDMPC2Expert(nn.Module):
         return self._pi(self._with_task(z, task)).chunk(2, dim=-1)
 
     def pi(
-        self, z: Tensor, task: TaskIds, generator: torch.Generator | None = None
+        self,
+        z: Tensor,
+        task: TaskIds,
+        generator: torch.Generator | None = None,
+        noise: Tensor | None = None,
     ) -> PolicyOutput:
-        """Samples the tanh-Gaussian policy prior (mean, log-std and noise masked per task)."""
+        """Samples the tanh-Gaussian policy prior (mean, log-std and noise masked per task).
+
+        Args:
+            noise: the standard normal noise `[..., A]`, drawn by the caller (see
+                `policy_noise`); None: drawn here from `generator`.
+        """
         mean, raw_log_std = self._pi_head(z, task)
         log_std = self.log_std_min + 0.5 * self.log_std_dif * (torch.tanh(raw_log_std) + 1)
-        eps = _randn_like(mean, generator)
+        eps = _randn_like(mean, generator) if noise is None else noise
         mask = self.action_mask(task)
         mean, log_std, eps = mean * mask, log_std * mask, eps * mask
         log_prob = (-0.5 * eps.pow(2) - log_std - _HALF_LOG_2PI).sum(dim=-1, keepdim=True)
@@ -326,6 +345,11 @@ class TDMPC2Expert(nn.Module):
     ) -> Tensor:
         """`[..., A]` sampled policy action."""
         return self.pi(z, task, generator).action
+
+    def policy_noise(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The noise `pi` draws for latents `z [..., latent]`: `[..., A]`."""
+        shape = (*z.shape[:-1], self.action_dim)
+        return _randn_like(z.new_empty(shape), generator)
 
     # ----------------------------------------------------------- checkpoints
     @classmethod

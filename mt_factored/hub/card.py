@@ -56,7 +56,8 @@ hf download {{ repo_id }} --local-dir {{ local_dir }}
 ```python
 from mt_factored.student import FactoredStudent
 
-student = FactoredStudent.from_pretrained("{{ local_dir }}")  # or "{{ repo_id }}" (HF cache)
+# a local folder, or the Hub id "{{ repo_id }}" (through the HF cache)
+student = FactoredStudent.from_pretrained("{{ local_dir }}")
 ```
 
 ```bash

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from mt_factored.expert.model import TDMPC2Expert
+from mt_factored.nn.compiling import Compiled
 from mt_factored.planning.mppi import GeneratorLike, LazyGenerator
 
 if TYPE_CHECKING:
@@ -64,11 +66,15 @@ class ExpertPlanningModel:
             the Q ensemble has dropout.
         generator: randomness of the policy samples and of the Q-member choice: a
             ``torch.Generator`` on the inputs' device, an int seed, or None.
+        compile: run the returns through ``torch.compile`` (a :class:`TDMPC2Expert` only;
+            see ``mt_factored.nn.compiling``); the same random numbers as the eager path.
     """
 
     num_agents = 1
 
-    def __init__(self, expert: Expert, generator: GeneratorLike = None) -> None:
+    def __init__(
+        self, expert: Expert, generator: GeneratorLike = None, compile: bool = False
+    ) -> None:
         missing = [name for name in _NEEDED if not hasattr(expert, name)]
         if missing:
             raise TypeError(
@@ -77,6 +83,9 @@ class ExpertPlanningModel:
         self.expert = expert
         self.agent_action_dim = int(expert.action_dim)
         self._generator = LazyGenerator(generator)
+        # Only the multi-task model takes its noise from outside; other experts (the
+        # per-task router) plan eagerly.
+        self._compiled = _COMPILED_RETURNS if compile and isinstance(expert, TDMPC2Expert) else None
 
     def reseed(self, seed: int) -> None:
         """Restart the policy samples' randomness from ``seed``."""
@@ -115,18 +124,58 @@ class ExpertPlanningModel:
         z, task_rep = state.expand(samples)
         # Step-major copy so each step's actions are one contiguous [E*S, A] block.
         steps = actions.reshape(num_envs * samples, horizon, dims).transpose(0, 1).contiguous()
-        discount = state.discount.unsqueeze(1)  # [E, 1]
-        weight = torch.ones_like(discount)
-        total = z.new_zeros(num_envs, samples)
-        for h in range(horizon):
-            reward = self.expert.reward(z, steps[h], task_rep).view(num_envs, samples)
-            z = self.expert.next(z, steps[h], task_rep)
-            total += weight * reward
-            weight = weight * discount
-        pi = self.expert.pi_sample(z, task_rep, generator=gen)
-        value = self.expert.q_avg(z, pi, task_rep, generator=gen).view(num_envs, samples)
-        total += weight * value
-        return total.unsqueeze(1)
+        if self._compiled is None:
+            return _eager_returns(self.expert, z, task_rep, steps, state.discount, gen)
+        # The same draws as the eager path, in its order (policy noise, then the Q pair),
+        # made outside the compiled rollout.
+        noise = self.expert.policy_noise(z, gen)
+        members = self.expert.q_members(gen, z.device)
+        return self._compiled(self.expert, z, task_rep, steps, state.discount, noise, members)
 
     def to_env_action(self, agent_action: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
         return agent_action.squeeze(1)
+
+
+def _rollout(expert, z, task_rep, steps, discount):
+    """Discounted model rewards over the horizon: (last latent, total ``[E, S]``, weight)."""
+    num_envs = discount.shape[0]
+    discount = discount.unsqueeze(1)  # [E, 1]
+    weight = torch.ones_like(discount)
+    total = z.new_zeros(num_envs, z.shape[0] // num_envs)
+    for h in range(steps.shape[0]):
+        total += weight * expert.reward(z, steps[h], task_rep).view(num_envs, -1)
+        z = expert.next(z, steps[h], task_rep)
+        weight = weight * discount
+    return z, total, weight
+
+
+def _eager_returns(expert, z, task_rep, steps, discount, gen) -> torch.Tensor:
+    z, total, weight = _rollout(expert, z, task_rep, steps, discount)
+    pi = expert.pi_sample(z, task_rep, generator=gen)
+    value = expert.q_avg(z, pi, task_rep, generator=gen).view(total.shape)
+    return (total + weight * value).unsqueeze(1)
+
+
+def expert_returns(
+    expert: TDMPC2Expert,
+    z: torch.Tensor,
+    task_rep: torch.Tensor,
+    steps: torch.Tensor,
+    discount: torch.Tensor,
+    noise: torch.Tensor,
+    members: torch.Tensor,
+) -> torch.Tensor:
+    """TD-MPC2's H-step returns ``[E, 1, S]`` as a pure function of its tensors.
+
+    Args:
+        z: ``[E*S, L]`` latents, env-major; task_rep: ``[E*S]`` their task ids.
+        steps: ``[H, E*S, A]`` actions; discount: ``[E]``.
+        noise: ``[E*S, A]`` policy noise of the terminal action; members: ``[2]`` Q members.
+    """
+    z, total, weight = _rollout(expert, z, task_rep, steps, discount)
+    pi = expert.pi(z, task_rep, noise=noise).action
+    value = expert.q_avg(z, pi, task_rep, members=members).view(total.shape)
+    return (total + weight * value).unsqueeze(1)
+
+
+_COMPILED_RETURNS = Compiled(expert_returns, "expert planning returns")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from mt_factored.nn.compiling import Compiled
 from mt_factored.planning.mppi import GeneratorLike, LazyGenerator
 from mt_factored.student.model import FactoredStudent, StudentConditioning
 
@@ -44,12 +45,18 @@ class StudentPlanningModel:
             trajectories); call ``student.eval()`` yourself.
         generator: randomness of the policy samples: a ``torch.Generator`` on the
             inputs' device, an int seed, or None.
+        compile: run the returns (the whole H-step rollout of every sample, where a plan
+            spends its time) through ``torch.compile`` (see ``mt_factored.nn.compiling``);
+            equal to the eager path within fp32 round-off, same random numbers.
     """
 
-    def __init__(self, student: FactoredStudent, generator: GeneratorLike = None) -> None:
+    def __init__(
+        self, student: FactoredStudent, generator: GeneratorLike = None, compile: bool = False
+    ) -> None:
         if not isinstance(student, FactoredStudent):
             raise TypeError(f"student must be a FactoredStudent, got {type(student).__name__}")
         self.student = student
+        self._returns = _COMPILED_RETURNS if compile else student_returns
         self.num_agents = student.num_agents
         self.agent_action_dim = student.agent_action_dim
         self._generator = LazyGenerator(generator)
@@ -98,21 +105,49 @@ class StudentPlanningModel:
                 f"student planning expects actions [envs, {state.s.shape[1]}, samples, horizon, "
                 f"{self.agent_action_dim}], got {tuple(actions.shape)}"
             )
-        student, cond = self.student, state.cond
-        steps = actions.permute(3, 2, 0, 1, 4)  # [H, S, E, N, G]
-        s = state.s.expand(samples, *state.s.shape)  # [S, E, N, m]
-        discount = cond.discount.unsqueeze(-1)  # [E, 1]: broadcasts over [S, E, N]
-        weight = torch.ones_like(discount)
-        total = torch.zeros(samples, num_envs, agents, dtype=s.dtype, device=s.device)
-        for h in range(horizon):
-            s, reward = student.step(s, steps[h], cond)
-            total += weight * reward
-            weight = weight * discount
-        pi = student.pi(s, cond, generator=self._generator.on(s.device)).action
-        total += weight * student.q(s, pi, cond).mean(dim=0)
-        return total.permute(1, 2, 0)  # [E, N, S]
+        # The terminal policy action's noise, drawn here (as the eager pi would draw it)
+        # so the rollout is a pure function that may be compiled.
+        noise = self.student.policy_noise(
+            (samples, num_envs, agents, dims), state.s, self._generator.on(state.s.device)
+        )
+        return self._returns(self.student, state.s, actions, state.cond, noise)
 
     def to_env_action(self, agent_action: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
         missing = self.num_agents - agent_action.shape[1]  # agents dropped by active_agents
         full = torch.nn.functional.pad(agent_action, (0, 0, 0, missing))
         return self.student.merge_actions(full, task)
+
+
+def student_returns(
+    student: FactoredStudent,
+    s0: torch.Tensor,
+    actions: torch.Tensor,
+    cond: StudentConditioning,
+    noise: torch.Tensor,
+) -> torch.Tensor:
+    """Every agent's H-step return, ``[E, N, S]``: a pure function of its tensors.
+
+    Args:
+        s0: ``[E, N, m]`` latents of the observed states.
+        actions: ``[E, N, S, H, G]`` candidate actions.
+        cond: the E envs' conditioning.
+        noise: ``[S, E, N, G]`` standard normal noise of the terminal policy action.
+    """
+    samples, horizon = actions.shape[2], actions.shape[3]
+    steps = actions.permute(3, 2, 0, 1, 4)  # [H, S, E, N, G]
+    s = s0.expand(samples, *s0.shape)  # [S, E, N, m]
+    discount = cond.discount.unsqueeze(-1)  # [E, 1]: broadcasts over [S, E, N]
+    weight = torch.ones_like(discount)
+    total = torch.zeros(samples, *s0.shape[:2], dtype=s.dtype, device=s.device)
+    for h in range(horizon):
+        s, reward = student.step(s, steps[h], cond)
+        total += weight * reward
+        weight = weight * discount
+    pi = student.pi(s, cond, noise=noise).action
+    total += weight * student.q(s, pi, cond).mean(dim=0)
+    return total.permute(1, 2, 0)  # [E, N, S]
+
+
+_COMPILED_RETURNS = Compiled(student_returns, "student planning returns")
+"""One compiled function for every planner, so graphs are shared across planners and
+evaluations (a graph is keyed by the student, its shapes and devices)."""

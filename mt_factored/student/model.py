@@ -290,8 +290,15 @@ class FactoredStudent(
         s: torch.Tensor,
         cond: StudentConditioning,
         generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
     ) -> PolicyOutput:
-        """Per-agent tanh-Gaussian policy prior (mean, log-std and noise masked like TD-MPC2)."""
+        """Per-agent tanh-Gaussian policy prior (mean, log-std and noise masked like TD-MPC2).
+
+        Args:
+            generator: draws the standard normal noise (ignored when ``noise`` is given).
+            noise: that noise, ``[..., B, N, G]``, drawn by the caller (a compiled caller
+                draws it outside the graph, so eager and compiled see the same numbers).
+        """
         if self.pi_head is None:
             raise RuntimeError("this student has no policy prior (use_policy_prior=False)")
         mean, raw_log_std = self.pi_head(s, cond.pi).squeeze(0).chunk(2, dim=-1)
@@ -300,11 +307,23 @@ class FactoredStudent(
             torch.tanh(raw_log_std) + 1
         )
         mask = cond.action_mask
-        eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
-        mean, log_std, eps = mean * mask, log_std * mask, eps * mask
+        if noise is None:
+            noise = self.policy_noise(mean.shape, mean, generator)
+        elif noise.shape != mean.shape:
+            raise ValueError(f"policy noise must be {tuple(mean.shape)}, got {tuple(noise.shape)}")
+        mean, log_std, eps = mean * mask, log_std * mask, noise * mask
         return PolicyOutput(
             action=torch.tanh(mean + eps * log_std.exp()), mean=torch.tanh(mean), log_std=log_std
         )
+
+    @staticmethod
+    def policy_noise(
+        shape: torch.Size | tuple[int, ...],
+        like: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """The standard normal noise :meth:`pi` draws for actions of ``shape`` ``[..., B, N, G]``."""
+        return torch.randn(shape, generator=generator, dtype=like.dtype, device=like.device)
 
     # --------------------------------------------------------------- embodiments
     @torch.no_grad()

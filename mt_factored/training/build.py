@@ -151,6 +151,7 @@ def build_module(cfg: TrainConfig, task_set: TaskSet, expert: Expert | None) -> 
         optim=dataclasses.asdict(cfg.optim),
         seed=cfg.seed,
         expert=expert,
+        compile=cfg.compile,
         **kwargs,
     )
 

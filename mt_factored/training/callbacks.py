@@ -118,7 +118,7 @@ class PlanningEvalCallback(L.Callback):
         was_training = pl_module.training
         pl_module.eval()
         try:
-            student_model = StudentPlanningModel(pl_module.student)
+            student_model = StudentPlanningModel(pl_module.student, compile=self.evaluation.compile)
             student_planner = MPPIPlanner(
                 student_model, self.student_planning, generator=self.episodes.seed
             )

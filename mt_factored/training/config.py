@@ -83,6 +83,10 @@ class TrainEvalConfig(EpisodeConfig):
     every n optimizer steps and at the end; 0: never. Both models plan at the student's budget."""
     fidelity: FidelityConfig = field(default_factory=FidelityConfig)
     """States, candidates and seed of the fidelity metric."""
+    compile: bool = False
+    """Plan the student through ``torch.compile`` (its H-step returns; see
+    ``mt_factored.nn.compiling``). Costs seconds of compilation per task shape, so it pays
+    for long evaluations and large budgets, not for a short table at 128 x 2."""
 
 
 @dataclass
@@ -179,6 +183,11 @@ class TrainConfig:
     threads: int | None = None
     """torch intra-op threads (null: torch's default, the machine's cores). Results depend on
     it (float reductions split differently), so a recipe whose table is quoted pins it."""
+    compile: bool = False
+    """Run the distillation step's student side (rollout, loss terms and their backward)
+    through ``torch.compile``: Inductor's fused C++ kernels on CPU, CUDA graphs on GPU; falls
+    back to eager with a warning if compiling fails. Equal to eager within fp32 round-off, so
+    a run's numbers differ in the last digits; the first step pays the compile time."""
     task_set: str = "mt30"
     """Task set of the student and of the data's task ids (mt30, dmc_extra)."""
     tasks: list[str] | None = None

@@ -44,6 +44,7 @@ class DistillModule(L.LightningModule):
         optim: ``lr``, ``enc_lr_scale``, ``weight_decay``, ``betas``, ``eps``.
         seed: base seed of the noise stream.
         expert: the frozen teacher; may be attached later with :meth:`attach_expert`.
+        compile: compile the student's side of each step (``TrainConfig.compile``).
     """
 
     def __init__(
@@ -57,6 +58,7 @@ class DistillModule(L.LightningModule):
         closed_loop_tasks: dict[str, int] | None = None,
         planning: dict[str, Any] | None = None,
         horizon: int = 3,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["expert"])
@@ -64,6 +66,7 @@ class DistillModule(L.LightningModule):
         self.distill_config = DistillConfig(**distill)
         self.optim = dict(optim)
         self.seed = int(seed)
+        self.compile = bool(compile)
         self._expert: list[Expert] = []
         if expert is not None:
             self.attach_expert(expert)
@@ -168,7 +171,12 @@ class DistillModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         batch = self._with_closed_loop_rows(batch)
         losses = distill_losses(
-            self.student, self.expert, batch, self.distill_config, self._noise_generator()
+            self.student,
+            self.expert,
+            batch,
+            self.distill_config,
+            self._noise_generator(),
+            compile=self.compile,
         )
         self._require_finite_loss(losses, batch_idx)
         batch_size = batch["task"].shape[0]
