@@ -37,8 +37,12 @@ def vm_kb(pid: int | str = "self", field: str = "VmHWM") -> int:
     raise KeyError(field)
 
 
-def generate(folder: Path, size_gb: float, chunks: int, seed: int = 0) -> list[Path]:
-    """Writes `chunks` official-format chunks totalling about `size_gb` GB."""
+def generate(
+    folder: Path, size_gb: float, chunks: int, seed: int = 0, shares: list[float] | None = None
+) -> list[Path]:
+    """Writes `chunks` official-format chunks totalling about `size_gb` GB (tasks in turn,
+    so every task has the same number of episodes, to within one per chunk); `shares`:
+    each chunk's fraction of the episodes (None: equal chunks)."""
     import torch
 
     from mt_factored.data import write_chunk
@@ -47,10 +51,14 @@ def generate(folder: Path, size_gb: float, chunks: int, seed: int = 0) -> list[P
     task_set = get_task_set("mt30")
     dims = torch.tensor(task_set.action_dims)
     obs_dims = torch.tensor(task_set.obs_dims)
-    per_chunk = max(len(task_set), int(size_gb * 1e9 / EPISODE_BYTES / chunks))
+    if shares is not None and len(shares) != chunks:
+        raise ValueError(f"{len(shares)} shares for {chunks} chunks")
+    total = size_gb * 1e9 / EPISODE_BYTES
     gen = torch.Generator().manual_seed(seed)
     paths = []
     for c in range(chunks):
+        share = total / chunks if shares is None else total * shares[c] / sum(shares)
+        per_chunk = max(len(task_set), int(share))
         task = torch.arange(per_chunk) % len(task_set)
         obs = torch.randn(per_chunk, 501, 24, generator=gen)
         obs *= (torch.arange(24) < obs_dims[task][:, None])[:, None, :]

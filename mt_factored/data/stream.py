@@ -214,7 +214,10 @@ class WindowDataLoader(DataLoader):
         # start here moves every worker's share of the stream on together.
         self._handed_out = self.next_batch
         self.dataset.start_batch = self._handed_out
-        for batch in super().__iter__():
+        iterator = super().__iter__()
+        # The live workers' process ids, for memory reports (mt_factored.training.profile).
+        self.worker_pids = [w.pid for w in getattr(iterator, "_workers", [])]
+        for batch in iterator:
             self._handed_out += 1
             yield batch
 

@@ -37,6 +37,7 @@ from mt_factored.training.callbacks import FidelityCallback, PlanningEvalCallbac
 from mt_factored.training.checkpoints import AtomicCheckpointIO, RunRecord
 from mt_factored.training.config import TrainConfig
 from mt_factored.training.module import DistillModule
+from mt_factored.training.profile import StepProfile
 from mt_factored.training.resume import CHECKPOINT_DIR, resolve_resume, run_folder, run_record
 
 log = logging.getLogger(__name__)
@@ -271,7 +272,9 @@ def fit_and_report(
     record = run_record(cfg)
     with run_folder(run_dir, record):
         ckpt_path = resolve_resume(cfg.resume, run_dir, record, module.hparams)
-        callbacks = [evaluator, *extra_callbacks, RunRecord(record)]
+        # The profile comes first: its step ends before evaluations and checkpoint writes.
+        profile = [StepProfile(cfg.profile, module.student.config.num_tasks)] if cfg.profile else []
+        callbacks = [*profile, evaluator, *extra_callbacks, RunRecord(record)]
         trainer = build_trainer(cfg, run_dir, callbacks=callbacks)
         if ckpt_path:
             log.info("resuming from %s", ckpt_path)

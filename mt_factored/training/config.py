@@ -231,6 +231,11 @@ class TrainConfig:
     publish: PublishConfig = field(default_factory=PublishConfig)
     """The final student as a Hub model folder (``publish.dir=...``; the quickstart writes
     checkpoints/students/quickstart)."""
+    profile: str | None = None
+    """A JSON file for the time of each step split into data / expert / student / backward /
+    optimiser, the windows seen per task, a digest of every batch and the peak memory of the
+    process and its loader workers (:mod:`mt_factored.training.profile`; one file per rank).
+    null: off."""
 
 
 @dataclass

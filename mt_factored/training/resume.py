@@ -48,6 +48,7 @@ MAY_CHANGE_ON_RESUME = (
     "eval",
     "logger",
     "publish",
+    "profile",
 )
 """Config keys (and key prefixes) a resumed run may change: how long it runs, how it reports
 and publishes; nothing that changes what the weights learn."""
