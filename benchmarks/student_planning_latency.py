@@ -32,7 +32,6 @@ from benchmarks.common import (  # noqa: E402
     load_average,
     markdown_table,
     matmul_peak_gflops,
-    measure_plan,
     threads,
     time_fn,
 )
@@ -52,12 +51,6 @@ def student_for_joints(joints: int, **sizes) -> FactoredStudent:
         **sizes,
     )
     return FactoredStudent(config).eval()
-
-
-def time_planner(planner: MPPIPlanner, obs, task, warmup: int, repeats: int):
-    """(timing stats, FLOPs of one plan, "load before/after") via ``common.measure_plan``."""
-    m = measure_plan(planner, obs, task, warmup, repeats)
-    return m.stats, m.flops, f"{m.load_before:.1f}/{m.load_after:.1f}"
 
 
 def parse_size(text: str) -> dict[str, int]:

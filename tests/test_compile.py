@@ -8,7 +8,7 @@ from tiny import tiny_expert_config
 
 from mt_factored.expert import TDMPC2Expert
 from mt_factored.nn import compiling
-from mt_factored.nn.compiling import Compiled, compile_mode, maybe_compile
+from mt_factored.nn.compiling import Compiled, compile_mode
 from mt_factored.planning import ExpertPlanningModel, MPPIConfig, MPPIPlanner
 from mt_factored.planning.student_adapter import StudentPlanningModel
 from mt_factored.student import FactoredStudent, StudentConfig
@@ -72,14 +72,6 @@ def test_compile_modes_per_device():
     assert compile_mode("cuda") == "reduce-overhead"  # CUDA graphs
     assert compile_mode("cpu") == "default"  # Inductor's C++ kernels
     assert compile_mode("mps") == "default"
-
-
-def test_maybe_compile_off_is_the_function_itself():
-    def fn(x):
-        return x + 1
-
-    assert maybe_compile(fn, enabled=False) is fn
-    assert isinstance(maybe_compile(fn, enabled=True), Compiled)
 
 
 def test_failed_compilation_warns_once_and_runs_eagerly(monkeypatch):

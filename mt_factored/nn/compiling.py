@@ -15,17 +15,12 @@ order, so compiled and eager runs see the same numbers and agree to fp32 round-o
 from __future__ import annotations
 
 import functools
-import logging
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
-
-log = logging.getLogger(__name__)
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 RECOMPILE_LIMIT = 64
 """Graphs kept per compiled function (torch's default, 8, is below the shapes of an mt30
@@ -112,8 +107,3 @@ def _reason(err: BaseException) -> str:
     inner = getattr(err, "inner_exception", None) or err
     lines = [line for line in str(inner).splitlines() if line.strip()]
     return f"{type(inner).__name__}: {lines[0] if lines else ''}".rstrip(": ")
-
-
-def maybe_compile(fn: F, enabled: bool, name: str | None = None) -> F:
-    """``Compiled(fn)`` when ``enabled``, else ``fn`` itself (the eager path, untouched)."""
-    return Compiled(fn, name) if enabled else fn  # type: ignore[return-value]
