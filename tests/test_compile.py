@@ -160,3 +160,28 @@ def test_compiled_distillation_step_equals_eager(expert):
         scale = float(grad.abs().max())
         err = float((compiled_grads[name] - grad).abs().max())
         assert err <= 1e-4 * scale + 1e-6, f"{name}: max error {err:g} at scale {scale:g}"
+
+
+def test_compile_keys_reach_the_planners(expert):
+    """``compile`` of the analysis commands (and of the fidelity metric) selects the compiled
+    returns; off, the eager function (wiring only: nothing is compiled here)."""
+    from mt_factored.analysis.models import LoadedModel
+    from mt_factored.planning import expert_adapter, student_adapter
+
+    student = tiny_student()
+    for flag in (False, True):
+        loaded = LoadedModel("student", "student", student, 0, {}, None, compile=flag)
+        model = loaded.planning_model(generator=0)
+        compiled = model._returns is student_adapter._COMPILED_RETURNS
+        assert compiled == flag
+        assert (model._returns is student_adapter.student_returns) == (not flag)
+        expert_model = LoadedModel("expert", "expert", expert, 0, {}, None, compile=flag)
+        assert (expert_model.planning_model()._compiled is not None) == flag
+    assert expert_adapter._COMPILED_RETURNS.fn is expert_adapter.expert_returns
+
+    from mt_factored.planning.fidelity import FidelityProbe
+
+    for flag in (False, True):
+        probe = FidelityProbe(expert, {"walker-stand": 0}, expert.obs_dim, BUDGET, compile=flag)
+        assert (probe._expert_planner().model._compiled is not None) == flag
+        assert probe.compile == flag

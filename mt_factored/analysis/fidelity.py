@@ -52,6 +52,7 @@ def run_fidelity(cfg: FidelityCommandConfig) -> dict[str, dict[str, TaskFidelity
         store=store,
         config=cfg.fidelity,
         device=cfg.device,
+        compile=cfg.compile,
     )
     results = probe.measure(student.net)
     seconds = time.perf_counter() - started

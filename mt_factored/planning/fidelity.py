@@ -310,6 +310,7 @@ class FidelityProbe:
         store: the training data (:class:`~mt_factored.data.store.EpisodeStore`) for the data
             states; None: only own states.
         config: sizes and seed of the metric.
+        compile: plan both models through ``torch.compile`` (see ``mt_factored.nn.compiling``).
     """
 
     def __init__(
@@ -321,13 +322,17 @@ class FidelityProbe:
         store=None,
         config: FidelityConfig | None = None,
         device: torch.device | str = "cpu",
+        compile: bool = False,
     ) -> None:
         config = FidelityConfig() if config is None else config
+        self.compile = compile
         self.expert, self.tasks, self.obs_dim = expert, dict(tasks), obs_dim
         self.planning, self.config, self.device = planning, config, torch.device(device)
         self.expert_scorer = ExpertScorer(expert)
         self._expert_planner = lambda: MPPIPlanner(
-            ExpertPlanningModel(expert, generator=config.seed), planning, generator=config.seed
+            ExpertPlanningModel(expert, generator=config.seed, compile=compile),
+            planning,
+            generator=config.seed,
         )
         self.data: dict[str, torch.Tensor] = {}
         if store is not None and config.data_states > 0:
@@ -351,7 +356,7 @@ class FidelityProbe:
         scorer = StudentScorer(student)
 
         def student_planner() -> MPPIPlanner:
-            model = StudentPlanningModel(student, generator=cfg.seed)
+            model = StudentPlanningModel(student, generator=cfg.seed, compile=self.compile)
             return MPPIPlanner(model, self.planning, generator=cfg.seed)
 
         results: dict[str, dict[str, TaskFidelity]] = {}

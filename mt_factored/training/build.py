@@ -228,6 +228,7 @@ def build_fidelity_callback(
         planning=student_planning_config(cfg) or cfg.planning,
         config=cfg.eval.fidelity,
         every_n_steps=cfg.eval.fidelity_every_n_steps,
+        compile=cfg.eval.compile,
     )
 
 

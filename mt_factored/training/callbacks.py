@@ -189,11 +189,12 @@ class FidelityCallback(L.Callback):
         planning: MPPIConfig,
         config: FidelityConfig,
         every_n_steps: int,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.tasks = dict(zip(tasks, task_ids, strict=True))
         self.obs_dim, self.planning, self.config = obs_dim, planning, config
-        self.every_n_steps = every_n_steps
+        self.every_n_steps, self.compile = every_n_steps, compile
         self.probe: FidelityProbe | None = None
         self.last_results: dict[str, dict[str, TaskFidelity]] = {}
         self._last_step = -1
@@ -215,6 +216,7 @@ class FidelityCallback(L.Callback):
                 store=store,
                 config=self.config,
                 device=pl_module.device,
+                compile=self.compile,
             )
         was_training = pl_module.training
         pl_module.eval()

@@ -84,9 +84,10 @@ class TrainEvalConfig(EpisodeConfig):
     fidelity: FidelityConfig = field(default_factory=FidelityConfig)
     """States, candidates and seed of the fidelity metric."""
     compile: bool = False
-    """Plan the student through ``torch.compile`` (its H-step returns; see
-    ``mt_factored.nn.compiling``). Costs seconds of compilation per task shape, so it pays
-    for long evaluations and large budgets, not for a short table at 128 x 2."""
+    """Plan through ``torch.compile`` (the H-step returns; see ``mt_factored.nn.compiling``):
+    the student in the evaluation, both models in the fidelity metric. Costs seconds of
+    compilation per task shape, so it pays for long evaluations and large budgets, not for a
+    short table at 128 x 2."""
 
 
 @dataclass
