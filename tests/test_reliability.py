@@ -350,3 +350,20 @@ def test_a_failed_write_of_any_file_is_one_write_error_and_leaves_no_temp(tmp_pa
         atomic_write(target, full_disk)
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index.json"]
+
+
+def test_atomic_writes_get_the_umask_mode_even_from_0600_writers(tmp_path):
+    """safetensors' save_file creates its file 0600; a published model folder must be as
+    readable as any file the process writes."""
+    import os
+    import stat
+
+    from safetensors.torch import save_file
+
+    from mt_factored.artifacts.atomic import atomic_write
+
+    target = tmp_path / "model.safetensors"
+    atomic_write(target, lambda p: save_file({"w": torch.zeros(2)}, p))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask

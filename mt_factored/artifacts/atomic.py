@@ -89,6 +89,19 @@ def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+def _default_file_mode() -> int:
+    """``0o666`` less the process's umask: the mode ``open(path, "w")`` gives a new file."""
+    try:  # Linux: read it without changing it (setting it is process-wide, racy with threads)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write(
     path: str | os.PathLike, write: Callable[[Path], Any], *, keep_suffix: bool = False
 ) -> Path:
@@ -106,6 +119,10 @@ def atomic_write(
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
+        # Some writers create their file 0600 whatever the umask (safetensors' save_file):
+        # give it what open() would, so a published model folder is readable like the rest.
+        if tmp.is_file():
+            os.chmod(tmp, _default_file_mode())
         return publish(tmp, path)
     except OSError as err:
         if isinstance(err, MtFactoredError):
