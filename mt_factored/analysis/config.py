@@ -75,6 +75,10 @@ class EvaluateConfig(ModelRunConfig):
     spaced frames (0: none). Needs video=true."""
     progress_bar: bool = True
     """Progress bars (control steps per task, rate, ETA)."""
+    mpc: bool = True
+    """false: every model acts with its policy prior alone, no planning (TD-MPC2's ``mpc``
+    switch; ``planning`` is then unused). A student whose prior scores well alone but
+    poorly under MPPI ranks the planner's candidates wrongly."""
     out: str | None = None
     """Also write the results as JSON here (``hub push ... results=`` reads it)."""
     perturb: Any = None

@@ -19,9 +19,18 @@ from mt_factored.hub.results import results_json
 from mt_factored.planning.base import PlanningModel
 from mt_factored.planning.episodes import EpisodeConfig, EpisodeStats, evaluate_tasks
 from mt_factored.planning.mppi import MPPIPlanner
+from mt_factored.planning.policy_actor import PolicyActor
 from mt_factored.planning.report import comparison_table, returns_table
 
 log = logging.getLogger(__name__)
+
+
+def actor_of(model: PlanningModel, cfg: EvaluateConfig) -> MPPIPlanner | PolicyActor:
+    """What acts in the episodes: MPPI with ``cfg.planning``, or the policy prior alone
+    (``mpc=false``), seeded with ``cfg.seed``."""
+    if cfg.mpc:
+        return MPPIPlanner(model, cfg.planning, generator=cfg.seed)
+    return PolicyActor(model, generator=cfg.seed)
 
 
 def evaluate_model(
@@ -34,7 +43,7 @@ def evaluate_model(
 ) -> dict[str, EpisodeStats]:
     """Run ``model`` on every task of ``task_ids``; adds single-env latency to each result.
     ``progress``: a rich Progress for the step bars, or None."""
-    planner = MPPIPlanner(model, cfg.planning, generator=cfg.seed)
+    planner = actor_of(model, cfg)
 
     def progress_bar(task: str):
         if progress is None:
@@ -74,6 +83,13 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
     """
     results: dict[str, dict[str, EpisodeStats]] = {}
     models = models_of(cfg)
+    if not cfg.mpc:
+        lacking = [name for name, m in models.items() if not m.policy_prior]
+        if lacking:
+            raise InputError(
+                f"mpc=false acts with the policy prior, and {lacking} has none "
+                "(trained with student.use_policy_prior=false): plan with MPPI (mpc=true)"
+            )
     with progress_bars(cfg.progress_bar) as progress:
         for name, m in models.items():
             # generator=None: the policy samples draw their seed from torch's global RNG

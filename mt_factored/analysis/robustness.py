@@ -15,13 +15,12 @@ from rich.console import Console
 from rich.table import Table
 
 from mt_factored.analysis.config import EvaluateConfig
-from mt_factored.analysis.evaluation import models_of, progress_bars
+from mt_factored.analysis.evaluation import actor_of, models_of, progress_bars
 from mt_factored.analysis.figures import save_figure
 from mt_factored.analysis.perturbations import Perturbation, parse_perturbations
 from mt_factored.artifacts.atomic import write_json
 from mt_factored.artifacts.provenance import hardware_info
 from mt_factored.planning.episodes import EpisodeConfig, EpisodeStats, run_episodes
-from mt_factored.planning.mppi import MPPIPlanner
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,6 @@ def run_robustness(
     task_ids = list(cfg.tasks)
     # Parsed before any model loads, so a bad spec fails at once.
     perturbations = {task: parse_perturbations(specs, task) for task in task_ids}
-    planning = cfg.planning
     episodes = EpisodeConfig.of(cfg)
     results: dict[str, dict[str, dict[str, EpisodeStats]]] = {
         task: {UNPERTURBED: {}} | {p.label: {} for p in perturbations[task]} for task in task_ids
@@ -59,7 +57,7 @@ def run_robustness(
                     bar = progress.add_task(f"{name} {task} {label}", total=cfg.max_steps or 500)
                     model = m.planning_model(generator=cfg.seed)
                     results[task][label][name] = run_episodes(
-                        MPPIPlanner(model, planning, generator=cfg.seed),
+                        actor_of(model, cfg),
                         task,
                         task_id,
                         m.obs_dim,

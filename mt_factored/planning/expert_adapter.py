@@ -111,6 +111,10 @@ class ExpertPlanningModel:
                 z = self.expert.next(z, out[:, h], task_rep)
         return out.view(state.z.shape[0], 1, num_trajs, horizon, self.agent_action_dim)
 
+    def policy_mean(self, state: ExpertPlanState, task: torch.Tensor) -> torch.Tensor:
+        """The policy prior's deterministic action at the observed states: ``[E, 1, A]``."""
+        return self.expert.pi_mean(state.z, state.task).unsqueeze(1)
+
     def returns(
         self, state: ExpertPlanState, actions: torch.Tensor, task: torch.Tensor
     ) -> torch.Tensor:

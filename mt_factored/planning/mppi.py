@@ -120,6 +120,11 @@ class MPPIPlanner:
         self._prev_mean: torch.Tensor | None = None
         self.last_stats: PlanStats | None = None
 
+    @property
+    def budget(self) -> tuple[int, int]:
+        """``(num_samples, iterations)``: what the result tables call the planning budget."""
+        return self.config.num_samples, self.config.iterations
+
     def reseed(self, seed: int) -> None:
         """Restart the planner's randomness (and its model's policy samples) from ``seed``, so
         what follows does not depend on what was planned before (e.g. other tasks)."""

@@ -37,6 +37,8 @@ def budget_label(stats: EpisodeStats | None) -> str:
     if stats is None or "budget" not in stats.extra:
         return ""
     samples, iterations = stats.extra["budget"]
+    if iterations == 0:  # PolicyActor: the policy prior acts alone
+        return "policy prior"
     return f"{samples}x{iterations}"
 
 

@@ -96,6 +96,10 @@ class StudentPlanningModel:
         # [H, P, E, N, G] -> [E, N, P, H, G]
         return torch.stack(steps).permute(2, 3, 1, 0, 4)
 
+    def policy_mean(self, state: StudentPlanState, task: torch.Tensor) -> torch.Tensor:
+        """The policy prior's deterministic action of each agent: ``[E, N, G]``."""
+        return self.student.pi(state.s, state.cond).mean
+
     def returns(
         self, state: StudentPlanState, actions: torch.Tensor, task: torch.Tensor
     ) -> torch.Tensor:
