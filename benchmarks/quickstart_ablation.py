@@ -1,0 +1,274 @@
+"""The quality issue's ablation: each new distillation piece on and off, 3 training seeds.
+
+    python benchmarks/quickstart_ablation.py                              # every variant x seed
+    python benchmarks/quickstart_ablation.py --variants baseline planner --seeds 1   # a share
+    python benchmarks/quickstart_ablation.py --report-only               # table of what is done
+
+Every variant is the quickstart recipe (2,500 steps, batch 256, the shipped experts and data)
+with ``seed`` set to the training seed and one piece changed:
+
+- ``baseline``: ``recipe=quickstart`` as shipped (the paper's K=10 Gaussian candidates,
+  reward_kl + value_kl + policy);
+- ``planner``: ``recipe=quickstart-planner`` (candidates drawn like MPPI's and the return_kl
+  term);
+- ``closed_loop``: the baseline plus closed-loop distillation (a round of the student's own
+  MPPI every 500 steps from step 500, a quarter of each later batch from its buffer);
+- ``interaction``: the baseline with walker-stand's agents from ``partition
+  method=interaction`` (right and left hip in one agent; the other tasks' proposals are one
+  joint per agent, the default);
+- ``all``: planner + closed_loop + interaction.
+
+Each student is then measured exactly like the fidelity-vs-return study's
+(``benchmarks/fidelity_vs_return.py``): ``python -m mt_factored.fidelity`` (regret, rank
+agreement) and ``python -m mt_factored.evaluate`` at the student's 128 x 2 budget, here 10
+episodes per task on the fixed evaluation env seeds 10000-10009; and the student's policy prior
+acting alone on the same seeds (``evaluate mpc=false``), which tells what the student knows
+apart from how its MPPI uses it. Ratios divide by the experts'
+returns in the quickstart's cache (``checkpoints/quickstart/expert_results.json``). Finished runs
+and measurements are reused, so several processes can share the (variant, seed) grid
+(``--variants`` / ``--seeds``) and a killed run resumes. Writes
+``<run-root>/quickstart_ablation.{json,md}`` (and ``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import fidelity_vs_return as fvr  # noqa: E402
+from benchmarks.common import load_average, markdown_table  # noqa: E402
+from mt_factored import cli  # noqa: E402
+
+TASKS = fvr.TASKS
+CLOSED_LOOP = ["closed_loop.every_n_steps=500", "closed_loop.start_step=500"]
+INTERACTION = ["student.partitions={walker-stand: [[0,3],[1],[2],[4],[5]]}"]
+VARIANTS: dict[str, list[str]] = {
+    "baseline": ["recipe=quickstart"],
+    "planner": ["recipe=quickstart-planner"],
+    "closed_loop": ["recipe=quickstart", *CLOSED_LOOP],
+    "interaction": ["recipe=quickstart", *INTERACTION],
+    "all": ["recipe=quickstart-planner", *CLOSED_LOOP, *INTERACTION],
+}
+
+
+def train(args: argparse.Namespace, variant: str, seed: int) -> Path:
+    """Train one (variant, seed) unless its final checkpoint exists; its ``last.ckpt``."""
+    run_dir = args.run_root / f"{variant}-seed{seed}"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    done = run_dir / "train_seconds.json"
+    if not done.is_file():
+        from mt_factored.train import run
+
+        start = time.perf_counter()
+        run(
+            cli.compose(
+                "train",
+                [
+                    *VARIANTS[variant],
+                    f"name={variant}-seed{seed}",
+                    f"seed={seed}",
+                    f"run_dir='{run_dir}'",
+                    f"threads={args.threads}",
+                    f"trainer.max_steps={args.steps}",
+                    "trainer.enable_progress_bar=false",
+                    "eval.at_end=false",  # measured below, like every other student
+                    "publish.dir=null",  # leave the shipped student alone
+                ],
+            )
+        )
+        seconds = time.perf_counter() - start
+        done.write_text(json.dumps({"seconds": seconds, "load": load_average()}))
+    return last
+
+
+def policy_returns(args: argparse.Namespace, label: str, student: Path) -> dict[str, float]:
+    """The student's policy prior acting alone (``evaluate mpc=false``) on the same env seeds:
+    what the student knows, apart from how its MPPI uses it. Read back when measured."""
+    out = args.run_root / "measure" / label
+    path = out / f"evaluate-policy-seed{args.seed}-episodes{args.episodes}.json"
+    if not path.is_file():
+        from mt_factored.evaluate import run
+
+        run(
+            cli.compose(
+                "evaluate",
+                [
+                    f"student='{student}'",
+                    f"tasks=[{','.join(TASKS)}]",
+                    f"threads={args.threads}",
+                    f"episodes={args.episodes}",
+                    f"seed={args.seed}",
+                    "mpc=false",
+                    "latency_repeats=0",
+                    "progress_bar=false",
+                    f"out='{path}'",
+                    f"out_dir='{out}'",
+                ],
+            )
+        )
+    return {t: r["mean"] for t, r in json.loads(path.read_text())["student"].items()}
+
+
+def summarise(results: dict[str, dict[int, dict]]) -> dict[str, dict]:
+    """Per variant: mean and std over seeds of each task's ratio, the mean ratio and rank."""
+    out = {}
+    for variant, by_seed in results.items():
+        if not by_seed:
+            continue
+        row: dict[str, dict] = {}
+        for key in [*TASKS, "mean"]:
+            ratios = [
+                statistics.fmean(r[t]["ratio"] for t in TASKS) if key == "mean" else r[key]["ratio"]
+                for r in by_seed.values()
+            ]
+            ranks = [
+                statistics.fmean(r[t]["rank"] for t in TASKS) if key == "mean" else r[key]["rank"]
+                for r in by_seed.values()
+            ]
+            policy = [
+                statistics.fmean(r[t]["policy_ratio"] for t in TASKS)
+                if key == "mean"
+                else r[key]["policy_ratio"]
+                for r in by_seed.values()
+            ]
+            row[key] = {
+                "policy_ratio_mean": statistics.fmean(policy),
+                "ratio_mean": statistics.fmean(ratios),
+                "ratio_std": statistics.stdev(ratios) if len(ratios) > 1 else 0.0,
+                "rank_mean": statistics.fmean(ranks),
+            }
+        out[variant] = {"seeds": sorted(by_seed), "tasks": row}
+    return out
+
+
+def report(results: dict, summary: dict, args: argparse.Namespace) -> str:
+    head = [
+        "variant",
+        "seeds",
+        *TASKS,
+        "mean ratio",
+        "mean rank agreement",
+        "policy prior alone: mean ratio",
+    ]
+    rows = []
+    for variant, s in summary.items():
+        cells = [
+            f"{s['tasks'][t]['ratio_mean']:.2f} ± {s['tasks'][t]['ratio_std']:.2f}" for t in TASKS
+        ]
+        mean = s["tasks"]["mean"]
+        rows.append(
+            [
+                variant,
+                ",".join(map(str, s["seeds"])),
+                *cells,
+                f"{mean['ratio_mean']:.2f} ± {mean['ratio_std']:.2f}",
+                f"{mean['rank_mean']:+.2f}",
+                f"{mean['policy_ratio_mean']:.2f}",
+            ]
+        )
+    per_seed = [
+        [
+            variant,
+            str(seed),
+            *(f"{r[t]['return']:.1f} ({r[t]['ratio']:.2f})" for t in TASKS),
+            f"{statistics.fmean(r[t]['ratio'] for t in TASKS):.2f}",
+            f"{statistics.fmean(r[t]['rank'] for t in TASKS):+.2f}",
+            " / ".join(f"{r[t]['policy_return']:.0f}" for t in TASKS),
+            f"{r['train_seconds'] / 60:.1f}",
+        ]
+        for variant, by_seed in results.items()
+        for seed, r in sorted(by_seed.items())
+    ]
+    seed_head = [
+        "variant",
+        "seed",
+        *TASKS,
+        "mean ratio",
+        "rank",
+        "policy prior alone (returns)",
+        "train min",
+    ]
+    return (
+        f"{args.steps} steps per run, {args.threads} thread(s); returns: {args.episodes} episodes "
+        f"per task on env seeds {args.seed}..{args.seed + args.episodes - 1}, 128 x 2 planning; "
+        f"ratio: over the cached expert returns; load now {load_average():.1f}\n\n"
+        "Ratio, mean ± std over training seeds:\n\n"
+        + markdown_table(head, rows)
+        + "\n\nEvery run (return, ratio in brackets):\n\n"
+        + markdown_table(seed_head, per_seed)
+        + "\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--steps", type=int, default=2500, help="training steps (the recipe's)")
+    parser.add_argument("--episodes", type=int, default=10, help="evaluation episodes per task")
+    parser.add_argument("--seed", type=int, default=10000, help="first evaluation env seed")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--run-root", type=Path, default=Path("runs/quickstart_ablation"))
+    parser.add_argument("--report-only", action="store_true", help="only tabulate what is done")
+    parser.add_argument("--json", type=Path, default=None, help="also write the JSON here")
+    args = parser.parse_args(argv)
+    args.run_root = args.run_root.resolve()
+    torch.set_num_threads(args.threads)
+
+    experts = fvr.expert_returns()
+    if not args.report_only:
+        for seed in args.seeds:  # seed-major: a partial grid still covers every variant
+            for variant in args.variants:
+                last = train(args, variant, seed)
+                fvr.measure(args, f"{variant}-seed{seed}", last)
+                policy_returns(args, f"{variant}-seed{seed}", last)
+
+    results: dict[str, dict[int, dict]] = {v: {} for v in VARIANTS}
+    for variant in VARIANTS:
+        for seed in args.seeds:
+            label = f"{variant}-seed{seed}"
+            out = args.run_root / "measure" / label
+            fid = out / "fidelity.json"
+            ret = out / f"evaluate-seed{args.seed}-episodes{args.episodes}.json"
+            done = args.run_root / label / "train_seconds.json"
+            if not (fid.is_file() and ret.is_file() and done.is_file()):
+                continue
+            last = args.run_root / label / "checkpoints" / "last.ckpt"
+            rows = fvr.measure(args, label, last)
+            policy = policy_returns(args, label, last)
+            for task, r in rows.items():
+                r["ratio"] = r["return"] / experts[task]
+                r["policy_return"] = policy[task]
+                r["policy_ratio"] = policy[task] / experts[task]
+            rows["train_seconds"] = json.loads(done.read_text())["seconds"]
+            results[variant][seed] = rows
+    summary = summarise(results)
+    text = report(results, summary, args)
+    print(text)
+    payload = {
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "variants": VARIANTS,
+        "expert_returns": experts,
+        "summary": summary,
+        "runs": {v: {str(s): r for s, r in by.items()} for v, by in results.items()},
+    }
+    for path in filter(None, (args.run_root / "quickstart_ablation.json", args.json)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(payload, indent=1))
+        os.replace(tmp, path)
+    (args.run_root / "quickstart_ablation.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
