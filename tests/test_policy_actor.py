@@ -58,7 +58,7 @@ def test_sampled_actions_follow_the_seed() -> None:
     student = tiny_student()
     task = torch.tensor([student.config.task_names.index(WALKER)])
     obs = torch.zeros(1, student.config.obs_dim)
-    actors = [PolicyActor(StudentPlanningModel(student, generator=5), generator=5) for _ in "ab"]
+    actors = [PolicyActor(StudentPlanningModel(student, generator=5)) for _ in "ab"]
     a, b = (actor.plan(obs, task, eval_mode=False) for actor in actors)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert not torch.equal(a, actors[0].plan(obs, task, eval_mode=True))

@@ -26,11 +26,11 @@ log = logging.getLogger(__name__)
 
 
 def actor_of(model: PlanningModel, cfg: EvaluateConfig) -> MPPIPlanner | PolicyActor:
-    """What acts in the episodes: MPPI with ``cfg.planning``, or the policy prior alone
-    (``mpc=false``), seeded with ``cfg.seed``."""
+    """What acts in the episodes: MPPI with ``cfg.planning`` seeded with ``cfg.seed``, or the
+    policy prior alone (``mpc=false``)."""
     if cfg.mpc:
         return MPPIPlanner(model, cfg.planning, generator=cfg.seed)
-    return PolicyActor(model, generator=cfg.seed)
+    return PolicyActor(model)
 
 
 def evaluate_model(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import torch
 
 from mt_factored.planning.base import PlanningModel
-from mt_factored.planning.mppi import GeneratorLike, LazyGenerator
 
 POLICY_BUDGET = (0, 0)
 """The ``budget`` (samples, iterations) of acting without planning."""
@@ -21,29 +20,29 @@ POLICY_BUDGET = (0, 0)
 class PolicyActor:
     """The policy prior's action at the current state, per env.
 
+    The sampled actions (``eval_mode`` false) draw from the model's own generator, which
+    :meth:`reseed` restarts.
+
     Args:
         model: a planning view with ``policy_mean(state, task) -> [envs, agents, dims]``
             (both the student's and the expert's adapters have one).
-        generator: randomness of the sampled actions when ``eval_mode`` is false.
     """
 
     budget = POLICY_BUDGET
 
-    def __init__(self, model: PlanningModel, generator: GeneratorLike = None) -> None:
+    def __init__(self, model: PlanningModel) -> None:
         if not callable(getattr(model, "policy_mean", None)):
             raise TypeError(
                 f"{type(model).__name__} has no policy_mean(state, task): acting without "
                 "planning needs a model with a policy prior"
             )
         self.model = model
-        self._generator = LazyGenerator(generator)
 
     def reset(self, envs: torch.Tensor | list[int] | None = None) -> None:
         """Nothing carries over between steps (no warm start to forget)."""
 
     def reseed(self, seed: int) -> None:
-        """Restart the sampled actions' randomness (and the model's) from ``seed``."""
-        self._generator = LazyGenerator(seed)
+        """Restart the sampled actions' randomness (the model's) from ``seed``."""
         reseed_model = getattr(self.model, "reseed", None)
         if reseed_model is not None:
             reseed_model(seed)
