@@ -97,13 +97,17 @@ def test_evaluate_mpc_false_runs_both_models_on_their_priors(tmp_path: Path) -> 
     assert len(results["expert"][CARTPOLE]["returns"]) == 2
 
 
-def test_evaluate_mpc_false_refuses_a_student_without_a_prior(tmp_path: Path) -> None:
+@pytest.mark.parametrize("extra", [[], ["perturb=dummy:0"]], ids=["evaluate", "robustness"])
+def test_evaluate_mpc_false_refuses_a_student_without_a_prior(
+    tmp_path: Path, extra: list[str]
+) -> None:
     student = write_tiny_student(tmp_path / "student", use_policy_prior=False)
     out = run_cli(
         "mt_factored.evaluate",
         f"student={student}",
         "tasks=[cartpole-balance]",
         "mpc=false",
+        *extra,
         f"out_dir={tmp_path / 'eval'}",
         cwd=tmp_path,
     )

@@ -72,7 +72,15 @@ def models_of(cfg: ModelRunConfig) -> dict[str, LoadedModel]:
     """The expert and the student ``cfg`` names (evaluate, robustness, viz)."""
     if cfg.expert is None and cfg.student is None:
         raise InputError("nothing to evaluate: pass expert=... and/or student=...")
-    return load_models(cfg, cfg.student)
+    models = load_models(cfg, cfg.student)
+    if isinstance(cfg, EvaluateConfig) and not cfg.mpc:  # evaluate and robustness
+        lacking = [name for name, m in models.items() if not m.policy_prior]
+        if lacking:
+            raise InputError(
+                f"mpc=false acts with the policy prior, and {lacking} has none "
+                "(trained with student.use_policy_prior=false): plan with MPPI (mpc=true)"
+            )
+    return models
 
 
 def run_evaluation(cfg: EvaluateConfig) -> dict:
@@ -83,13 +91,6 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
     """
     results: dict[str, dict[str, EpisodeStats]] = {}
     models = models_of(cfg)
-    if not cfg.mpc:
-        lacking = [name for name, m in models.items() if not m.policy_prior]
-        if lacking:
-            raise InputError(
-                f"mpc=false acts with the policy prior, and {lacking} has none "
-                "(trained with student.use_policy_prior=false): plan with MPPI (mpc=true)"
-            )
     with progress_bars(cfg.progress_bar) as progress:
         for name, m in models.items():
             # generator=None: the policy samples draw their seed from torch's global RNG

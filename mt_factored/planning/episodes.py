@@ -281,7 +281,7 @@ def evaluate_tasks(
                 seed=config.seed,
                 device=device,
             )
-        stats.extra["budget"] = tuple(planner.budget)
+        stats.extra["budget"] = planner.budget
         log.info(
             "%s: return %.1f ± %.1f over %d episodes, %.1f ms per planning call",
             task,

@@ -89,6 +89,14 @@ class PlanStats:
     """``[E, N, H, G]`` final sampling standard deviation."""
 
 
+def check_plan_inputs(obs: torch.Tensor, task: torch.Tensor) -> None:
+    """What every actor's ``plan`` needs: ``obs [envs, obs_dim]`` and ``task [envs]``."""
+    if obs.dim() != 2:
+        raise ValueError(f"obs must be [envs, obs_dim], got {tuple(obs.shape)}")
+    if task.shape != (obs.shape[0],):
+        raise ValueError(f"task must be [envs={obs.shape[0]}], got {tuple(task.shape)}")
+
+
 class MPPIPlanner:
     """Model predictive path integral control over a :class:`PlanningModel`.
 
@@ -198,10 +206,7 @@ class MPPIPlanner:
         Returns:
             ``[E, action_dim]`` environment actions in [-1, 1], padded entries 0.
         """
-        if obs.dim() != 2:
-            raise ValueError(f"obs must be [envs, obs_dim], got {tuple(obs.shape)}")
-        if task.shape != (obs.shape[0],):
-            raise ValueError(f"task must be [envs={obs.shape[0]}], got {tuple(task.shape)}")
+        check_plan_inputs(obs, task)
         with torch.inference_mode():
             action = self._plan(obs, task, t0, eval_mode)
         # A normal tensor (not an inference tensor), so callers may modify it in place.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from mt_factored.planning.base import PlanningModel
+from mt_factored.planning.mppi import check_plan_inputs
 
 POLICY_BUDGET = (0, 0)
 """The ``budget`` (samples, iterations) of acting without planning."""
@@ -59,10 +60,7 @@ class PolicyActor:
         Returns:
             ``[E, action_dim]`` environment actions in [-1, 1], padded entries 0.
         """
-        if obs.dim() != 2 or task.shape != (obs.shape[0],):
-            raise ValueError(
-                f"need obs [envs, obs_dim] and task [envs], got {tuple(obs.shape)}, {tuple(task.shape)}"
-            )
+        check_plan_inputs(obs, task)
         with torch.inference_mode():
             state = self.model.initial_state(obs, task)
             if eval_mode:
