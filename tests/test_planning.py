@@ -250,6 +250,39 @@ def test_eval_is_the_mean_and_exploration_adds_noise():
     assert (explore.mean(0) - target).abs().max() < 0.05
 
 
+class AnchoredQuadraticWorld(QuadraticWorld):
+    """A :class:`QuadraticWorld` with a policy prior whose deterministic action is ``prior``."""
+
+    def __init__(self, targets, prior: torch.Tensor, scale: float = 1.0):
+        super().__init__(targets, scale)
+        self.prior = prior  # [tasks, N, G]
+
+    def policy_mean(self, state, task):
+        return self.prior[task]
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.5, 3.0, 1e4])
+def test_prior_weight_plans_the_anchored_optimum(weight):
+    # Per entry the first action maximises -c (a - t)^2 - w (a - mu)^2: a* = (c t + w mu) / (c + w).
+    target = torch.tensor([[[0.6], [-0.4]]])  # 1 task, 2 agents x 1 dim
+    prior = torch.tensor([[[-0.5], [0.3]]])
+    scale = 2.0
+    world = AnchoredQuadraticWorld(target, prior, scale=scale)
+    config = MPPIConfig(prior_weight=weight, num_samples=1024, num_elites=64, iterations=8)
+    action = _plan(MPPIPlanner(world, config, generator=0), t0=True)
+    expected = (scale * target + weight * prior) / (scale + weight)
+    torch.testing.assert_close(action, expected.flatten(1), atol=0.03, rtol=0)
+
+
+def test_prior_weight_needs_a_policy_prior():
+    with pytest.raises(ValueError, match="prior_weight"):
+        MPPIConfig(prior_weight=-1.0)
+    with pytest.raises(ValueError, match="prior_weight"):
+        MPPIConfig(prior_weight=float("nan"))
+    with pytest.raises(TypeError, match="policy_mean"):
+        MPPIPlanner(QuadraticWorld(torch.zeros(1, 1, 1)), MPPIConfig(prior_weight=1.0))
+
+
 def test_invalid_config_and_inputs():
     with pytest.raises(ValueError, match="num_pi_trajs"):
         MPPIConfig(num_samples=16, num_pi_trajs=16)

@@ -43,6 +43,13 @@ class MPPIConfig:
     """Upper bound (and initial value) of the sampling standard deviation."""
     temperature: float = 0.5
     """Inverse temperature of the elite weighting ``exp(temperature * (G - max G))``."""
+    prior_weight: float = 0.0
+    """Anchor to the policy prior (actor-regularised control, LOOP, Sikchi et al. 2022): each
+    candidate is ranked by ``G - prior_weight * ||a_0 - pi(s_0)||^2``, its return less the
+    squared distance (summed over the agent's dims) of its first action from the prior's
+    deterministic action, in return units. 0: plain MPPI; large: the prior's action unless
+    the model's returns say a candidate is worth the distance. For a model whose returns
+    rank candidates less reliably than its prior acts (``evaluate mpc=false``)."""
 
     def __post_init__(self) -> None:
         if self.iterations < 1 or self.horizon < 1:
@@ -55,6 +62,8 @@ class MPPIConfig:
             raise InputError(
                 f"num_elites ({self.num_elites}) must be in [1, num_samples={self.num_samples}]"
             )
+        if not self.prior_weight >= 0:  # also refuses NaN
+            raise InputError(f"prior_weight must be >= 0, got {self.prior_weight}")
         if not 0 < self.min_std <= self.max_std:
             raise InputError(f"need 0 < min_std <= max_std, got {self.min_std}, {self.max_std}")
 

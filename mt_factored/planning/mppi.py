@@ -80,7 +80,8 @@ class PlanStats:
     """Per-(env, agent) statistics of the last optimisation iteration (for debugging)."""
 
     elite_values: torch.Tensor
-    """``[E, N, K]`` returns of the elites, best first."""
+    """``[E, N, K]`` returns of the elites, best first (less the prior anchor's penalty when
+    ``prior_weight`` > 0)."""
     elite_weights: torch.Tensor
     """``[E, N, K]`` softmax weights of the elites."""
     mean: torch.Tensor
@@ -122,6 +123,11 @@ class MPPIPlanner:
         config = MPPIConfig() if config is None else config
         if not isinstance(config, MPPIConfig):
             raise TypeError(f"config must be an MPPIConfig, got {type(config).__name__}")
+        if config.prior_weight > 0 and not callable(getattr(model, "policy_mean", None)):
+            raise TypeError(
+                f"prior_weight={config.prior_weight} anchors the plan to the policy prior, but "
+                f"{type(model).__name__} has no policy_mean(state, task); set prior_weight=0"
+            )
         self.model = model
         self.config = config
         self._generator = LazyGenerator(generator)
@@ -251,6 +257,9 @@ class MPPIPlanner:
                     f"policy_actions must be {(num_envs, agents, num_pi, horizon, dims)}, got {tuple(pi.shape)}"
                 )
             torch.mul(pi, mask_s, out=actions[:, :, :num_pi])
+        anchor = None
+        if cfg.prior_weight > 0:
+            anchor = (model.policy_mean(state, task) * mask).unsqueeze(2)  # [E, N, 1, G]
         sampled = actions[:, :, num_pi:]
         # Drawn into a contiguous buffer: normal_ on the strided view takes a slow scalar path.
         noise = torch.empty(sampled.shape, dtype=obs.dtype, device=obs.device)
@@ -266,6 +275,9 @@ class MPPIPlanner:
                     f"returns must be [envs, agents, samples]={(num_envs, agents, num_samples)}, "
                     f"got {tuple(value.shape)}"
                 )
+            if anchor is not None:
+                gap = (actions[:, :, :, 0] - anchor).square_().sum(dim=-1)  # [E, N, S]
+                value = value - cfg.prior_weight * gap
             elite_value, elite_idx = torch.topk(value, num_elites, dim=2)
             elite_actions = torch.gather(
                 actions, 2, elite_idx[..., None, None].expand(-1, -1, -1, horizon, dims)
