@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -54,6 +55,7 @@ def test_the_key_changes_with_everything_the_returns_depend_on(checkpoint, tmp_p
         cache_key(files, EpisodeConfig(episodes=3, seed=3, max_steps=5), BUDGET)[0],
         cache_key(files, EpisodeConfig(episodes=2, seed=4, max_steps=5), BUDGET)[0],
         cache_key(files, EPISODES, MPPIConfig(num_samples=32, num_elites=4, num_pi_trajs=2))[0],
+        cache_key(files, EPISODES, dataclasses.replace(BUDGET, prior_weight=3.0))[0],
     ]
     assert key not in changed and len(set(changed)) == len(changed)
     threads = torch.get_num_threads()
@@ -65,6 +67,8 @@ def test_the_key_changes_with_everything_the_returns_depend_on(checkpoint, tmp_p
     # latency repeats do not change returns: same key
     latency = EpisodeConfig(episodes=2, seed=3, max_steps=5, latency_repeats=7)
     assert cache_key(files, latency, BUDGET)[0] == key
+    # a setting added later, at its off value, is not in the key: older entries stay valid
+    assert "prior_weight" not in facts["planning"]
 
 
 def test_the_cache_round_trips_and_refresh_misses(checkpoint, tmp_path) -> None:

@@ -42,6 +42,16 @@ def _version(package: str) -> str:
         return "absent"
 
 
+_ADDED_OFF = {"prior_weight": 0.0}
+"""MPPI settings added after cache entries were written, at the value that turns them off: left
+out of the key so the entries they cannot have changed stay valid; any other value is hashed."""
+
+
+def _planning_facts(planning: MPPIConfig) -> dict[str, Any]:
+    facts = dataclasses.asdict(planning)
+    return {k: v for k, v in facts.items() if not (k in _ADDED_OFF and v == _ADDED_OFF[k])}
+
+
 def cache_key(
     checkpoints: dict[str, str | Path], episodes: EpisodeConfig, planning: MPPIConfig
 ) -> tuple[str, dict[str, Any]]:
@@ -53,7 +63,7 @@ def cache_key(
         "episodes": {
             k: v for k, v in dataclasses.asdict(episodes).items() if k != "latency_repeats"
         },
-        "planning": dataclasses.asdict(planning),
+        "planning": _planning_facts(planning),
         "threads": torch.get_num_threads(),
         "versions": {p: _version(p) for p in ("torch", "mujoco", "dm_control")},
     }
