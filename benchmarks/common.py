@@ -180,3 +180,25 @@ def variant_run_overrides(args: Any, variant: str) -> list[str]:
         f"eval.compare_expert={'true' if variant == args.variants[0] else 'false'}",
         "trainer.enable_progress_bar=false",
     ]
+
+
+def train_unmeasured(run_dir: Any, num_threads: int, steps: int, overrides: list[str]) -> None:
+    """Train ``overrides`` (a recipe and its changes) for ``steps`` steps into ``run_dir``, with
+    no final evaluation (the benchmarks that call this measure every student the same way
+    themselves) and no publish (the shipped student stays as it is)."""
+    from mt_factored import cli
+    from mt_factored.train import run
+
+    run(
+        cli.compose(
+            "train",
+            [
+                *overrides,
+                f"run_dir='{run_dir}'",
+                f"threads={num_threads}",
+                f"trainer.max_steps={steps}",
+                "eval.at_end=false",
+                "publish.dir=null",
+            ],
+        )
+    )

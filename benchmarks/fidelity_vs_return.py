@@ -28,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import load_average, markdown_table, threads  # noqa: E402
+from benchmarks.common import load_average, markdown_table, threads, train_unmeasured  # noqa: E402
 from mt_factored import cli  # noqa: E402
 from mt_factored.planning.episodes import EpisodeConfig  # noqa: E402
 from mt_factored.planning.expert_cache import ExpertResultCache, cache_key  # noqa: E402
@@ -52,23 +52,16 @@ def train(args: argparse.Namespace, recipe: str, steps: int) -> list[tuple[str, 
     oldest first."""
     run_dir = args.run_root / recipe
     if not (run_dir / "checkpoints" / "last.ckpt").is_file():
-        from mt_factored.train import run
-
-        run(
-            cli.compose(
-                "train",
-                [
-                    f"recipe={recipe}",
-                    f"name={recipe}",
-                    f"run_dir='{run_dir}'",
-                    f"threads={args.threads}",
-                    f"trainer.max_steps={steps}",
-                    f"checkpoint.every_n_steps={args.every}",
-                    "checkpoint.keep=-1",
-                    "eval.at_end=false",  # measured below, like every other student
-                    "publish.dir=null",  # leave the shipped student alone
-                ],
-            )
+        train_unmeasured(
+            run_dir,
+            args.threads,
+            steps,
+            [
+                f"recipe={recipe}",
+                f"name={recipe}",
+                f"checkpoint.every_n_steps={args.every}",
+                "checkpoint.keep=-1",
+            ],
         )
     ckpts = sorted((run_dir / "checkpoints").glob("step*.ckpt"))
     return [(f"{recipe}@{int(p.stem[4:])}", p) for p in ckpts if int(p.stem[4:]) <= steps]

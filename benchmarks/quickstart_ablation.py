@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import fidelity_vs_return as fvr  # noqa: E402
-from benchmarks.common import load_average, markdown_table  # noqa: E402
+from benchmarks.common import load_average, markdown_table, train_unmeasured  # noqa: E402
 from mt_factored import cli  # noqa: E402
 
 TASKS = fvr.TASKS
@@ -67,24 +67,17 @@ def train(args: argparse.Namespace, variant: str, seed: int) -> Path:
     last = run_dir / "checkpoints" / "last.ckpt"
     done = run_dir / "train_seconds.json"
     if not done.is_file():
-        from mt_factored.train import run
-
         start = time.perf_counter()
-        run(
-            cli.compose(
-                "train",
-                [
-                    *VARIANTS[variant],
-                    f"name={variant}-seed{seed}",
-                    f"seed={seed}",
-                    f"run_dir='{run_dir}'",
-                    f"threads={args.threads}",
-                    f"trainer.max_steps={args.steps}",
-                    "trainer.enable_progress_bar=false",
-                    "eval.at_end=false",  # measured below, like every other student
-                    "publish.dir=null",  # leave the shipped student alone
-                ],
-            )
+        train_unmeasured(
+            run_dir,
+            args.threads,
+            args.steps,
+            [
+                *VARIANTS[variant],
+                f"name={variant}-seed{seed}",
+                f"seed={seed}",
+                "trainer.enable_progress_bar=false",
+            ],
         )
         seconds = time.perf_counter() - start
         done.write_text(json.dumps({"seconds": seconds, "load": load_average()}))
