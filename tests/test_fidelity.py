@@ -72,6 +72,7 @@ def test_regret_is_zero_when_student_and_expert_are_the_same_model(expert) -> No
     )
     assert same.regret == 0.0 and same.q_regret == 0.0
     assert same.rank_joint == pytest.approx(1.0) and same.rank_agent == pytest.approx(1.0)
+    assert same.policy_mse == 0.0 and same.prior_q_regret == 0.0
 
 
 def test_regret_is_positive_for_a_planner_that_plans_worse(expert) -> None:
@@ -115,6 +116,36 @@ def test_student_scorer_sums_to_the_planner_returns(student) -> None:
             w = w * cond.discount[:, None]
         total = total + w * student.q(z, student.pi(z, cond).mean, cond).mean(0)
         assert torch.allclose(per_agent[:, :, c], total, atol=1e-5)
+
+
+def test_prior_metrics_match_a_hand_computation(expert, student) -> None:
+    """policy_mse: the two priors' deterministic actions, squared distance over the task's
+    real entries; prior_q_regret: their first-action Q gap in the q_regret unit."""
+    from mt_factored.planning.student_adapter import StudentPlanningModel
+
+    obs = torch.randn(4, expert.obs_dim, generator=torch.Generator().manual_seed(2))
+    task = torch.full((4,), WALKER_ID)
+    student_planner = MPPIPlanner(StudentPlanningModel(student, generator=3), BUDGET, generator=3)
+    got = task_fidelity(
+        WALKER,
+        WALKER_ID,
+        obs,
+        student_planner,
+        StudentScorer(student),
+        _expert_planner(expert),
+        ExpertScorer(expert),
+        SMALL,
+    )
+    with torch.no_grad():
+        cond = student.condition(task)
+        s_prior = student.merge_actions(student.pi(student.encode(obs, task), cond).mean, task)
+        e_prior = expert.pi_mean(expert.encode(obs, task), task)
+    joints = 6  # walker-stand's real action entries of the 6 padded ones
+    want = (s_prior - e_prior)[:, :joints].square().mean()
+    assert got.policy_mse == pytest.approx(float(want), rel=1e-5)
+    assert got.policy_mse > 0  # two different random networks
+    q = ExpertScorer(expert).first_action_q(obs, task, torch.stack([e_prior, s_prior], dim=1))
+    assert (got.prior_q_regret > 0) == bool((q[:, 0] - q[:, 1]).mean() > 0)
 
 
 def test_planned_sequences_are_the_planners_final_mean(expert) -> None:

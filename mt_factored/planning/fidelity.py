@@ -15,6 +15,12 @@ with the policy mean and the mean over all Q members) scores both plans:
   candidates (around the expert's plan, with the stds MPPI moves through), per state.
 - ``rank_agent``: the same when one agent's actions vary and the others stay at the
   expert's plan: the question decentralized MPPI asks each agent.
+- ``policy_mse``: the mean squared distance between the two policy priors' deterministic
+  actions (over the task's real action entries): how well the prior was imitated, at the
+  states that matter (the student's own states show the compounding error of imitation).
+- ``prior_q_regret``: what the student's prior action loses against the expert's prior
+  action through the expert's Q, in ``q_regret``'s unit: the prior is what an MPPI anchored
+  to it (``prior_weight``) and its policy trajectories lean on.
 
 :func:`task_fidelity` scores one task at given states; :class:`FidelityProbe` holds the
 states (from the training data and from the student's own closed-loop episodes) and the
@@ -38,10 +44,13 @@ from mt_factored.errors import InputError
 from mt_factored.planning.episodes import last_plan, visited_states
 from mt_factored.planning.expert_adapter import ExpertPlanningModel
 from mt_factored.planning.mppi import MPPIPlanner
+from mt_factored.planning.policy_actor import PolicyActor
 from mt_factored.planning.student_adapter import StudentPlanningModel
 
 SOURCES = ("data", "own")
 """Where fidelity states come from: the training data, the student's own episodes."""
+METRICS = ("regret", "q_regret", "rank_joint", "rank_agent", "policy_mse", "prior_q_regret")
+"""The per-task numbers of :class:`TaskFidelity`, in table order."""
 
 
 @dataclass(kw_only=True)
@@ -87,6 +96,8 @@ class TaskFidelity:
     q_regret: float
     rank_joint: float
     rank_agent: float
+    policy_mse: float
+    prior_q_regret: float
 
     def as_dict(self) -> dict[str, float | int | str]:
         return dataclasses.asdict(self)
@@ -215,9 +226,15 @@ def task_fidelity(
     j = expert_scorer.returns(obs, task, seqs)[:, 0]  # [E, 2 + R]
     unit = (j.amax(1) - j[:, 2:].mean(1)).mean().clamp_min(1e-8)
     regret = (j[:, 0] - j[:, 1]).mean() / unit
-    q = expert_scorer.first_action_q(obs, task, seqs[:, :, 0])
+    s_prior = PolicyActor(student_planner.model).plan(obs, task)  # [E, A], padding 0
+    e_prior = PolicyActor(expert_planner.model).plan(obs, task)
+    firsts = torch.cat([seqs[:, :, 0], e_prior[:, None], s_prior[:, None]], dim=1)
+    q_all = expert_scorer.first_action_q(obs, task, firsts)
+    q, q_prior = q_all[:, :-2], q_all[:, -2:]
     q_unit = (q.amax(1) - q[:, 2:].mean(1)).mean().clamp_min(1e-8)
     q_regret = (q[:, 0] - q[:, 1]).mean() / q_unit
+    prior_q_regret = (q_prior[:, 0] - q_prior[:, 1]).mean() / q_unit
+    policy_mse = ((s_prior - e_prior).square() * mask).sum() / mask.sum().clamp_min(1)
 
     stds = torch.tensor(config.candidate_stds, device=obs.device)
     std = stds.repeat_interleave(config.candidates_per_std).view(1, -1, 1, 1)
@@ -248,6 +265,8 @@ def task_fidelity(
         q_regret=float(q_regret),
         rank_joint=float(rank_joint),
         rank_agent=float(torch.stack(per_agent).mean()),
+        policy_mse=float(policy_mse),
+        prior_q_regret=float(prior_q_regret),
     )
 
 
@@ -283,7 +302,7 @@ def summary(results: Mapping[str, Mapping[str, TaskFidelity]]) -> dict[str, floa
     out: dict[str, float] = {}
     for source in SOURCES:
         rows = [r[source] for r in results.values() if source in r]
-        for metric in ("regret", "q_regret", "rank_joint", "rank_agent"):
+        for metric in METRICS:
             if rows:
                 out[f"{source}/{metric}"] = statistics.fmean(getattr(r, metric) for r in rows)
     regrets = [r.regret for by_source in results.values() for r in by_source.values()]
@@ -394,15 +413,17 @@ class FidelityProbe:
 def format_table(results: Mapping[str, Mapping[str, TaskFidelity]]) -> str:
     """A Markdown table: one row per task and source."""
     lines = [
-        "| task | states from | n | regret | first-action regret | rank (joint) | rank (per agent) |",
-        "|---|---|---|---|---|---|---|",
+        "| task | states from | n | regret | first-action regret | rank (joint) | rank (per agent) "
+        "| policy MSE | prior's first-action regret |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for task, by_source in results.items():
         for source, r in by_source.items():
             lines.append(
                 f"| {task} | {source} | {r.states} | {r.regret:.3f} | {r.q_regret:.3f} | "
-                f"{r.rank_joint:.2f} | {r.rank_agent:.2f} |"
+                f"{r.rank_joint:.2f} | {r.rank_agent:.2f} | {r.policy_mse:.3f} | "
+                f"{r.prior_q_regret:.3f} |"
             )
     s = summary(results)
-    lines.append(f"| **mean** | | | {s.get('regret', float('nan')):.3f} | | | |")
+    lines.append(f"| **mean** | | | {s.get('regret', float('nan')):.3f} | | | | | |")
     return "\n".join(lines)

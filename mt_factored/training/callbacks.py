@@ -18,7 +18,13 @@ from mt_factored.planning.episodes import (
 )
 from mt_factored.planning.expert_adapter import ExpertPlanningModel
 from mt_factored.planning.expert_cache import ExpertResultCache, cache_key
-from mt_factored.planning.fidelity import FidelityConfig, FidelityProbe, TaskFidelity, summary
+from mt_factored.planning.fidelity import (
+    METRICS,
+    FidelityConfig,
+    FidelityProbe,
+    TaskFidelity,
+    summary,
+)
 from mt_factored.planning.mppi import MPPIPlanner
 from mt_factored.planning.student_adapter import StudentPlanningModel
 from mt_factored.training.config import TrainEvalConfig
@@ -227,7 +233,7 @@ class FidelityCallback(L.Callback):
         metrics = {f"val/fidelity/{k}": v for k, v in summary(self.last_results).items()}
         for task, by_source in self.last_results.items():
             for source, r in by_source.items():
-                for name in ("regret", "q_regret", "rank_joint", "rank_agent"):
+                for name in METRICS:
                     metrics[f"val/fidelity/{task}/{source}/{name}"] = getattr(r, name)
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)
