@@ -12,6 +12,9 @@ OBS = "obs"
 ACTION = "action"
 REWARD = "reward"
 TASK = "task"
+EXPERT_PLANNED = "expert_planned"
+"""Batch key: ``[B]`` bool, True for windows whose actions are the expert planner's sequence
+at their first observation (closed-loop rows labelled by the expert)."""
 TERMINATED = "terminated"
 
 # Padding of the public multi-task data and checkpoints (mt30 / mt80).

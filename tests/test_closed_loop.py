@@ -97,3 +97,72 @@ def test_closed_loop_refuses_terms_that_read_next_observations(assets, tmp_path)
                 smoke_overrides(assets, tmp_path, "distill.terms.consistency=0.1", *CLOSED_LOOP)
             )
         )
+
+
+def test_the_student_collects_with_its_evaluation_planner(assets, tmp_path) -> None:  # noqa: F811
+    """Collection plans like the student is judged (eval.student_planning over planning),
+    with closed_loop.planning on top: the anchor to the prior carries over."""
+    from mt_factored.artifacts.configs import as_object
+    from mt_factored.tasks import get_task_set
+    from mt_factored.training.build import build_module
+
+    overrides = smoke_overrides(
+        assets, tmp_path, *CLOSED_LOOP, "+eval.student_planning.prior_weight=3.0"
+    )
+    cfg = as_object(compose_train(overrides))
+    module = build_module(cfg, get_task_set(cfg.task_set), expert=None)
+    planning = module.closed_loop_planning
+    assert planning.prior_weight == 3.0  # from eval.student_planning
+    assert planning.num_samples == 16  # closed_loop.planning wins
+
+
+def test_the_expert_labels_the_states_the_student_visits() -> None:
+    """With a labeller, visited_states returns the expert's plans, warm-started along the
+    student's trajectory: replaying the expert's planner over the returned states gives them
+    back exactly, while the actions (hence the states) are the student's."""
+    from mt_factored.expert import TDMPC2Expert
+    from mt_factored.planning.base import MPPIConfig
+    from mt_factored.planning.episodes import last_plan, visited_states
+    from mt_factored.planning.expert_adapter import ExpertPlanningModel
+    from mt_factored.planning.mppi import MPPIPlanner
+    from mt_factored.planning.student_adapter import StudentPlanningModel
+    from mt_factored.student import FactoredStudent, StudentConfig
+    from tests.tiny import SMOKE_TASK, SMOKE_TASK_ID, tiny_expert_config
+
+    torch.manual_seed(0)
+    expert = TDMPC2Expert(tiny_expert_config()).eval()
+    sizes = dict(latent_dim=16, mlp_dim=32, enc_dim=32, task_dim=8, agent_dim=8)
+    student = FactoredStudent(StudentConfig.for_task_set("mt30", **sizes)).eval()
+    budget = MPPIConfig(num_samples=16, iterations=2, num_elites=4, num_pi_trajs=2)
+
+    def planners():
+        acting = MPPIPlanner(StudentPlanningModel(student, generator=1), budget, generator=1)
+        label = MPPIPlanner(ExpertPlanningModel(expert, generator=2), budget, generator=2)
+        return acting, label
+
+    acting, label = planners()
+    obs, plans = visited_states(acting, SMOKE_TASK, SMOKE_TASK_ID, 24, [5, 6], 4, labeller=label)
+    own_obs, own_plans = visited_states(planners()[0], SMOKE_TASK, SMOKE_TASK_ID, 24, [5, 6], 4)
+    assert torch.equal(obs, own_obs)  # the student still acts
+    assert not torch.equal(plans, own_plans)
+    replay = planners()[1]
+    ids = torch.full((2,), SMOKE_TASK_ID)
+    for step in range(4):
+        replay.plan(obs[2 * step : 2 * step + 2], ids, t0=step == 0)
+        assert torch.equal(last_plan(replay, ids), plans[2 * step : 2 * step + 2])
+
+
+def test_expert_plans_need_a_known_source() -> None:
+    with pytest.raises(InputError, match="closed_loop.plans"):
+        ClosedLoopConfig(plans="teacher")
+    assert ClosedLoopConfig(plans="expert").expert_planned
+    rows = (torch.ones(1, 2), torch.zeros(1, 3, 1), torch.tensor([7]))
+    batch = {OBS: torch.zeros(3, 4, 2), ACTION: torch.zeros(3, 3, 1), TASK: torch.zeros(3).long()}
+    from mt_factored.constants import EXPERT_PLANNED
+
+    assert EXPERT_PLANNED not in mix_into_batch(batch, rows)
+    assert mix_into_batch(batch, rows, expert_planned=True)[EXPERT_PLANNED].tolist() == [
+        True,
+        False,
+        False,
+    ]

@@ -118,6 +118,40 @@ def test_policy_term_shapes_latents_only_when_asked(expert) -> None:
     assert grads[False] == 0 and grads[True] > 0
 
 
+def test_policy_term_targets_the_expert_plan_where_the_expert_planned(expert) -> None:
+    """Rows marked EXPERT_PLANNED: the first state's target is the row's first action (the
+    expert planner's), every other target stays the expert's policy mean."""
+    from mt_factored.constants import EXPERT_PLANNED
+    from mt_factored.distill.registry import DistillBatch
+    from mt_factored.distill.terms import policy
+
+    batch = make_batch([WALKER, REACHER])
+    student = make_student()
+    cfg = DistillConfig(terms={"policy": 1.0}, num_noise_samples=4)
+    actions = noisy_actions(batch[ACTION], torch.ones(2, 6), 4, 0.3, torch.Generator())
+    task = batch[TASK]
+    mask = student.merge_actions(student.agent_action_mask(task), task)
+    actions = actions * mask[:, None]
+    ex = expert_rollout(expert, batch[OBS][:, 0], actions, task, with_pi=True)
+    st = student_rollout(student, batch[OBS][:, 0], actions, task, student.condition(task), 4)
+    weights = cfg.rho ** torch.arange(3.0)
+    marked = torch.tensor([True, False])
+    inputs = DistillBatch(batch[OBS], batch[ACTION], task, mask, weights, expert_planned=marked)
+    got = policy(st, ex, inputs, cfg)
+    with torch.no_grad():
+        pi = student.merge_actions(student.pi(st.latents[:-1], st.cond).mean, task)  # [H,K,B,A]
+        target = ex.pi_mean.clone()
+        target[0, :, 0] = batch[ACTION][0, 0]  # walker's row: the plan's first action
+        sq = ((pi - target).square() * mask).sum(-1) / mask.sum(-1)  # [H, K, B]
+        want = (weights * sq.mean(dim=(1, 2))).sum()
+    torch.testing.assert_close(got, want)
+    unmarked = policy(st, ex, inputs._replace(expert_planned=None), cfg)
+    assert not torch.allclose(got, unmarked)
+    # through distill_losses: the batch key selects the same rows
+    out = distill_losses(student, expert, {**batch, EXPERT_PLANNED: marked}, cfg)
+    assert torch.isfinite(out["loss/policy"])
+
+
 def test_masked_mse_by_hand() -> None:
     pred = torch.tensor([[1.0, 2.0, 5.0], [0.0, 0.0, 0.0]])
     target = torch.tensor([[0.0, 0.0, -1.0], [1.0, 1.0, 1.0]])

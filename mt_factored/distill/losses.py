@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from mt_factored.constants import ACTION, OBS, TASK
+from mt_factored.constants import ACTION, EXPERT_PLANNED, OBS, TASK
 from mt_factored.distill.config import Center, DistillConfig, Noise
 from mt_factored.distill.registry import DistillBatch, LossTerm, selected_terms
 from mt_factored.distill.rollout import (
@@ -165,6 +165,7 @@ def student_losses(
         task=task,
         action_mask=student.merge_actions(student.agent_action_mask(task), task),
         weights=cfg.rho ** torch.arange(horizon, dtype=obs.dtype, device=obs.device),
+        expert_planned=batch.get(EXPERT_PLANNED),
     )
     cond = student.condition(task)
     st = student_rollout(

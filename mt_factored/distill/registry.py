@@ -28,6 +28,9 @@ class DistillBatch(NamedTuple):
     """``[B, A]`` 1 on each task's real action entries."""
     weights: torch.Tensor
     """``[H]`` the weight of step h, ``rho ** h``."""
+    expert_planned: torch.Tensor | None = None
+    """``[B]`` bool: windows whose actions are the expert planner's sequence at their first
+    observation (closed-loop rows labelled by the expert; None when the batch has none)."""
 
 
 TermFn = Callable[[StudentRollout, ExpertRollout, DistillBatch, Any], torch.Tensor]

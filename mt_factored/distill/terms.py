@@ -167,13 +167,22 @@ def policy(
 ) -> torch.Tensor:
     """Distill the policy prior: masked MSE between the student's and the expert's
     deterministic actions along the rollouts. The student's latents pass gradient only
-    with ``policy_shapes_latents`` (TD-MPC2 detaches its policy from the latents)."""
+    with ``policy_shapes_latents`` (TD-MPC2 detaches its policy from the latents).
+
+    At the first state of a window the expert's planner labelled (``batch.expert_planned``,
+    closed-loop rows with ``closed_loop.plans=expert``) the target is the planner's first
+    action instead of the expert's policy mean: the best action known at that state."""
     latents = st.latents[:-1]
     if not cfg.policy_shapes_latents:  # TD-MPC2's choice: the prior only reads the latents
         latents = latents.detach()
     pi_mean = st.model.pi(latents, st.cond).mean  # [H, K, B, N, G]
     pi_env = st.model.merge_actions(pi_mean, batch.task)  # [H, K, B, A]
-    per_step = masked_mse(pi_env, ex.pi_mean, batch.action_mask).mean(dim=(1, 2))
+    target = ex.pi_mean
+    if batch.expert_planned is not None:
+        planned = batch.expert_planned[None, :, None]  # [1, B, 1] over [K, B, A]
+        first = torch.where(planned, batch.action[:, 0].to(target)[None], target[0])
+        target = torch.cat([first[None], target[1:]])
+    per_step = masked_mse(pi_env, target, batch.action_mask).mean(dim=(1, 2))
     return (batch.weights * per_step).sum()
 
 

@@ -195,8 +195,14 @@ def visited_states(
     env_seeds: list[int],
     steps: int,
     device: torch.device | str = "cpu",
+    labeller: MPPIPlanner | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Plan and act for ``steps`` control steps in one env per seed, in lock-step.
+
+    Args:
+        labeller: another planner (e.g. the expert's) that plans at every visited state too,
+            warm-started along the same trajectory; its sequences are returned instead of the
+            acting planner's, which still chooses the actions (DAgger's labels).
 
     Returns:
         (padded observations ``[steps * envs, obs_dim]``, the sequence planned at each
@@ -207,11 +213,17 @@ def visited_states(
     obs = np.stack([env.reset() for env in envs])
     obs_rows, plan_rows = [], []
     planner.reset()
+    if labeller is not None:
+        labeller.reset()
     for step in range(steps):
         padded = torch.as_tensor(pad_obs(obs, obs_dim), device=device)
         action = planner.plan(padded, ids, t0=step == 0)
         obs_rows.append(padded)
-        plan_rows.append(last_plan(planner, ids))
+        if labeller is None:
+            plan_rows.append(last_plan(planner, ids))
+        else:
+            labeller.plan(padded, ids, t0=step == 0)
+            plan_rows.append(last_plan(labeller, ids))
         native = action.cpu().numpy().astype(np.float64)
         obs = np.stack([env.step(native[i, : env.action_dim])[0] for i, env in enumerate(envs)])
     return torch.cat(obs_rows), torch.cat(plan_rows)

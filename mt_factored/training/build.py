@@ -143,7 +143,10 @@ def build_module(cfg: TrainConfig, task_set: TaskSet, expert: Expert | None) -> 
         kwargs = dict(
             closed_loop=plain(cfg.closed_loop),
             closed_loop_tasks={t: task_set.index(t) for t in tasks},
-            planning=dataclasses.asdict(cfg.planning),
+            # The student collects as it is evaluated (eval.student_planning on top of
+            # planning, then closed_loop.planning): the states it visits are the ones judged.
+            planning=dataclasses.asdict(student_planning_config(cfg) or cfg.planning),
+            expert_planning=dataclasses.asdict(cfg.planning),
             horizon=cfg.loader.horizon,
         )
     return DistillModule(

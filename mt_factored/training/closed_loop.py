@@ -8,6 +8,13 @@ student's planned sequence: the expert labels it exactly as it labels data windo
 models roll out under candidate actions around it), so the student learns how the expert
 ranks actions where the student's own plans lead, which the dataset may not contain.
 
+With ``plans: expert`` the row's actions are instead the sequence the *expert's* MPPI plans at
+that state (the expert planning along the student's trajectory, warm-started step to step:
+DAgger's label, Ross et al. 2011), and the student's policy prior learns the expert planner's
+first action there. The policy prior is what an anchored student MPPI (``prior_weight``) and its
+policy trajectories lean on, and an expert's own policy prior can act far worse than its planner
+(walker-stand: 389 against 979 on env seeds 30000-30009).
+
 Exact resume: the buffer's tensors and counters are buffers of the LightningModule, so they
 are in its checkpoint (under DDP every rank's buffer is gathered into the checkpoint and each
 rank takes its own back); collection is a function of (seed, round, rank, student weights),
@@ -21,12 +28,17 @@ from dataclasses import dataclass
 
 import torch
 
-from mt_factored.constants import ACTION, OBS, TASK
+from mt_factored.constants import ACTION, EXPERT_PLANNED, OBS, TASK
 from mt_factored.errors import InputError
 from mt_factored.planning.base import MPPIConfig, with_overrides
 from mt_factored.planning.episodes import visited_states
+from mt_factored.planning.expert_adapter import ExpertPlanningModel
 from mt_factored.planning.mppi import MPPIPlanner
 from mt_factored.planning.student_adapter import StudentPlanningModel
+
+PLAN_SOURCES = ("student", "expert")
+"""Whose planned sequences the closed-loop rows carry (``ClosedLoopConfig.plans``)."""
+_SMALL_BUDGET = {"num_samples": 128, "iterations": 2, "num_elites": 16, "num_pi_trajs": 16}
 
 # Large odd multipliers keep nearby (round, rank, step) triples on separate seeds.
 _ROUND_MIX, _RANK_MIX, _STEP_MIX = 1_000_003, 7_919, 104_729
@@ -51,16 +63,23 @@ class ClosedLoopConfig:
     planning: dict = None  # type: ignore[assignment]
     """MPPI settings of the collection on top of the evaluation's (null: ``{num_samples: 128,
     iterations: 2, num_elites: 16, num_pi_trajs: 16}``, the quickstart student's budget)."""
+    plans: str = "student"
+    """Whose MPPI sequence at each visited state a row carries as its actions: ``student`` (what
+    the student planned there) or ``expert`` (what the expert's MPPI plans there, along the same
+    trajectory; the policy prior then learns the expert planner's first action at that state)."""
+    expert_planning: dict = None  # type: ignore[assignment]
+    """With ``plans: expert``, the expert's MPPI settings on top of ``planning`` (null: the same
+    128 x 2 budget; the walker-stand expert scores 959 at it against 979 at 512 x 6)."""
 
     def __post_init__(self) -> None:
-        if self.planning is None:
-            self.planning = {
-                "num_samples": 128,
-                "iterations": 2,
-                "num_elites": 16,
-                "num_pi_trajs": 16,
-            }
-        self.planning = dict(self.planning)
+        self.planning = dict(_SMALL_BUDGET if self.planning is None else self.planning)
+        self.expert_planning = dict(
+            _SMALL_BUDGET if self.expert_planning is None else self.expert_planning
+        )
+        if self.plans not in PLAN_SOURCES:
+            raise InputError(
+                f"closed_loop.plans must be one of {', '.join(PLAN_SOURCES)}, got {self.plans!r}"
+            )
         if self.every_n_steps < 0 or self.start_step < 0:
             raise InputError("closed_loop.every_n_steps and closed_loop.start_step must be >= 0")
         if not 0 <= self.share < 1:
@@ -81,6 +100,15 @@ class ClosedLoopConfig:
 
     def mppi(self, base: MPPIConfig) -> MPPIConfig:
         return with_overrides(base, self.planning)
+
+    def expert_mppi(self, base: MPPIConfig) -> MPPIConfig:
+        """The expert's labelling planner: ``base`` (the expert's planning) with
+        ``expert_planning`` on top."""
+        return with_overrides(base, self.expert_planning)
+
+    @property
+    def expert_planned(self) -> bool:
+        return self.plans == "expert"
 
 
 class ClosedLoopBuffer(torch.nn.Module):
@@ -135,13 +163,21 @@ def collect_round(
     round_index: int,
     rank: int = 0,
     device: torch.device | str = "cpu",
+    expert=None,
+    expert_planning: MPPIConfig | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run the student's MPPI for ``config.steps`` steps in ``config.envs`` fresh envs per task.
+
+    Args:
+        expert, expert_planning: with ``config.plans == "expert"``, the teacher whose MPPI
+            (at ``expert_planning``) labels every visited state.
 
     Returns:
         (obs ``[R, obs_dim]``, planned sequences ``[R, H, A]``, task ids ``[R]``) of every
         visited state, in a fixed order.
     """
+    if config.expert_planned and (expert is None or expert_planning is None):
+        raise ValueError("closed_loop.plans=expert needs the expert and its planning settings")
     base = seed + _ROUND_MIX * (round_index + 1) + _RANK_MIX * rank
     obs_rows, plan_rows, task_rows = [], [], []
     for offset, (name, task_id) in enumerate(tasks.items()):
@@ -149,8 +185,14 @@ def collect_round(
         planner = MPPIPlanner(
             StudentPlanningModel(student, generator=run_seed), planning, generator=run_seed
         )
+        labeller = None
+        if config.expert_planned:
+            model = ExpertPlanningModel(expert, generator=run_seed + 1)
+            labeller = MPPIPlanner(model, expert_planning, generator=run_seed + 1)
         seeds = [run_seed + i for i in range(config.envs)]
-        obs, plan = visited_states(planner, name, task_id, obs_dim, seeds, config.steps, device)
+        obs, plan = visited_states(
+            planner, name, task_id, obs_dim, seeds, config.steps, device, labeller=labeller
+        )
         obs_rows.append(obs)
         plan_rows.append(plan)
         task_rows.append(torch.full((obs.shape[0],), task_id, dtype=torch.long, device=device))
@@ -165,10 +207,14 @@ def batch_generator(seed: int, step: int, rank: int, device) -> torch.Generator:
 
 
 def mix_into_batch(
-    batch: dict[str, torch.Tensor], rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    batch: dict[str, torch.Tensor],
+    rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    expert_planned: bool = False,
 ) -> dict[str, torch.Tensor]:
     """The batch with its first windows replaced by buffer rows: the visited state as every
-    observation of the window, the planned sequence as its actions, the row's task."""
+    observation of the window, the planned sequence as its actions, the row's task; with
+    ``expert_planned``, ``EXPERT_PLANNED`` marks those rows (their actions are the expert
+    planner's)."""
     obs, plan, task = rows
     n = obs.shape[0]
     out = dict(batch)
@@ -178,6 +224,10 @@ def mix_into_batch(
     out[ACTION][:n] = plan.to(batch[ACTION])
     out[TASK] = batch[TASK].clone()
     out[TASK][:n] = task.to(batch[TASK])
+    if expert_planned:
+        marked = torch.zeros(batch[TASK].shape[0], dtype=torch.bool, device=batch[TASK].device)
+        marked[:n] = True
+        out[EXPERT_PLANNED] = marked
     return out
 
 

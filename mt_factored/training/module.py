@@ -57,6 +57,7 @@ class DistillModule(L.LightningModule):
         closed_loop: dict[str, Any] | None = None,
         closed_loop_tasks: dict[str, int] | None = None,
         planning: dict[str, Any] | None = None,
+        expert_planning: dict[str, Any] | None = None,
         horizon: int = 3,
         compile: bool = False,
     ) -> None:
@@ -73,6 +74,9 @@ class DistillModule(L.LightningModule):
         self.closed_loop = ClosedLoopConfig(**closed_loop) if closed_loop else ClosedLoopConfig()
         self.closed_loop_tasks = dict(closed_loop_tasks or {})
         self.closed_loop_planning = self.closed_loop.mppi(MPPIConfig(**(planning or {})))
+        self.closed_loop_expert_planning = self.closed_loop.expert_mppi(
+            MPPIConfig(**(expert_planning or {}))
+        )
         self.collect_timer = Timer()
         if self.closed_loop.enabled:
             if not self.closed_loop_tasks:
@@ -135,6 +139,8 @@ class DistillModule(L.LightningModule):
                     round_index,
                     self.global_rank,
                     self.device,
+                    expert=self.expert if self.closed_loop.expert_planned else None,
+                    expert_planning=self.closed_loop_expert_planning,
                 )
         finally:
             self.student.train(was_training)
@@ -150,7 +156,8 @@ class DistillModule(L.LightningModule):
         if num == 0:
             return batch
         gen = batch_generator(self.seed, self.global_step, self.global_rank, self.device)
-        return mix_into_batch(batch, self.closed_loop_buffer.sample(num, gen))
+        rows = self.closed_loop_buffer.sample(num, gen)
+        return mix_into_batch(batch, rows, expert_planned=self.closed_loop.expert_planned)
 
     # Under DDP each rank has its own buffer; the checkpoint (written by rank 0) carries all.
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
