@@ -61,6 +61,9 @@ def train(args: argparse.Namespace, recipe: str, steps: int) -> list[tuple[str, 
                 f"name={recipe}",
                 f"checkpoint.every_n_steps={args.every}",
                 "checkpoint.keep=-1",
+                # the students this study measured were trained before the quickstart
+                # recipe turned closed-loop distillation on
+                "closed_loop.every_n_steps=0",
             ],
         )
     ckpts = sorted((run_dir / "checkpoints").glob("step*.ckpt"))

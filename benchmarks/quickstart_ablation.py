@@ -7,12 +7,15 @@
 Every variant is the quickstart recipe (2,500 steps, batch 256, the shipped experts and data)
 with ``seed`` set to the training seed and one piece changed:
 
-- ``baseline``: ``recipe=quickstart`` as shipped (the paper's K=10 Gaussian candidates,
-  reward_kl + value_kl + policy);
+- ``baseline``: ``recipe=quickstart`` without its closed loop (the paper's K=10 Gaussian
+  candidates, reward_kl + value_kl + policy; the recipe turned closed-loop distillation on
+  after this ablation ran, so every variant sets its closed loop explicitly);
 - ``planner``: ``recipe=quickstart-planner`` (candidates drawn like MPPI's and the return_kl
   term);
-- ``closed_loop``: the baseline plus closed-loop distillation (a round of the student's own
-  MPPI every 500 steps from step 500, a quarter of each later batch from its buffer);
+- ``closed_loop``: the baseline plus closed-loop distillation as this ablation ran it (a round
+  of the student's own unanchored MPPI every 500 steps from step 500, 2 x 250 steps per task,
+  a quarter of each later batch from its buffer; the recipe now collects 2 x 500 steps with
+  the anchored planner and draws half of each batch);
 - ``interaction``: the baseline with walker-stand's agents from ``partition
   method=interaction`` (right and left hip in one agent; the other tasks' proposals are one
   joint per agent, the default);
@@ -50,13 +53,21 @@ from benchmarks.common import load_average, markdown_table, train_unmeasured  # 
 from mt_factored import cli  # noqa: E402
 
 TASKS = fvr.TASKS
-CLOSED_LOOP = ["closed_loop.every_n_steps=500", "closed_loop.start_step=500"]
+OFF = ["closed_loop.every_n_steps=0"]
+CLOSED_LOOP = [
+    "closed_loop.every_n_steps=500",
+    "closed_loop.start_step=500",
+    "closed_loop.share=0.25",
+    "closed_loop.steps=250",
+    "closed_loop.planning={num_samples: 128, iterations: 2, num_elites: 16, num_pi_trajs: 16, "
+    "prior_weight: 0.0}",
+]
 INTERACTION = ["student.partitions={walker-stand: [[0,3],[1],[2],[4],[5]]}"]
 VARIANTS: dict[str, list[str]] = {
-    "baseline": ["recipe=quickstart"],
-    "planner": ["recipe=quickstart-planner"],
+    "baseline": ["recipe=quickstart", *OFF],
+    "planner": ["recipe=quickstart-planner", *OFF],
     "closed_loop": ["recipe=quickstart", *CLOSED_LOOP],
-    "interaction": ["recipe=quickstart", *INTERACTION],
+    "interaction": ["recipe=quickstart", *OFF, *INTERACTION],
     "all": ["recipe=quickstart-planner", *CLOSED_LOOP, *INTERACTION],
 }
 
