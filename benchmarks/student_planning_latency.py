@@ -68,11 +68,29 @@ def parse_budget(text: str) -> MPPIConfig:
     )
 
 
-PATHS = ("eager", "compiled")
+PATHS = ("eager", "compiled-returns", "compiled")
+"""``compiled``: each model's fastest compiled path (the student's whole optimisation loop as
+one graph); ``compiled-returns``: only the H-step returns compiled, MPPI's own steps eager
+(the student's compiled path before the loop was fused; the expert has only this one)."""
+
+
+class _ReturnsOnly:
+    """A planning model without ``iterate``: the planner runs its loop eagerly and calls
+    the (compiled) returns once per iteration."""
+
+    def __init__(self, model) -> None:
+        self._model = model
+        self.num_agents, self.agent_action_dim = model.num_agents, model.agent_action_dim
+
+    def __getattr__(self, name: str):
+        if name == "iterate":
+            raise AttributeError(name)
+        return getattr(self._model, name)
 
 
 def make_planner(model_cls, net, config: MPPIConfig, seed: int, path: str) -> MPPIPlanner:
-    return MPPIPlanner(model_cls(net, seed, compile=path == "compiled"), config, seed)
+    model = model_cls(net, seed, compile=path != "eager")
+    return MPPIPlanner(_ReturnsOnly(model) if path == "compiled-returns" else model, config, seed)
 
 
 def measure(model_cls, net, config: MPPIConfig, obs, task, args, num: int) -> dict[str, tuple]:
@@ -87,8 +105,11 @@ def measure(model_cls, net, config: MPPIConfig, obs, task, args, num: int) -> di
             lambda: make_planner(model_cls, net, config, args.seed, "eager").plan(obs, task)
         )
     out = {}
-    for path in args.paths:
-        if path == "compiled":
+    paths = args.paths
+    if model_cls is ExpertPlanningModel and "compiled" in paths:  # one compiled path only
+        paths = [p for p in paths if p != "compiled-returns"]
+    for path in paths:
+        if path != "eager":
             # One model per run, as in a real command: graphs of earlier models would add
             # their guards to every call (recompiling this one hits Inductor's disk cache).
             torch._dynamo.reset()
@@ -101,6 +122,42 @@ def measure(model_cls, net, config: MPPIConfig, obs, task, args, num: int) -> di
             stats = time_fn(lambda p=planner: p.plan(obs, task), args.warmup, args.repeats)
         out[path] = (stats, flops, f"{load:.1f}/{load_average():.1f}", first)
     return out
+
+
+def layer_cost(width: int, rows: int, num: int, repeats: int) -> list:
+    """One hidden layer of the student (Linear -> LayerNorm -> SiLU) on ``[rows, width]``, in
+    ns per output element: its matmul alone, the compiled LayerNorm+SiLU alone, the whole
+    layer compiled (one fused element-wise kernel after the matmul) and eager. The matmul's
+    share of the compiled layer bounds the fraction of the matmul peak that any schedule of
+    these layers reaches (less still, as these matmuls are below the 2048^2 peak)."""
+    x = torch.randn(rows, width)
+    weight, bias = torch.randn(width, width) / width**0.5, torch.randn(width)
+    ln_w, ln_b = torch.ones(width), torch.zeros(width)
+
+    def matmul(x):
+        return torch.nn.functional.linear(x, weight, bias)
+
+    def tail(h):
+        return torch.nn.functional.silu(torch.nn.functional.layer_norm(h, (width,), ln_w, ln_b))
+
+    def layer(x):
+        return tail(matmul(x))
+
+    with threads(num), torch.inference_mode():
+        torch._dynamo.reset()
+        tail_c, layer_c = torch.compile(tail, dynamic=False), torch.compile(layer, dynamic=False)
+        h = matmul(x)
+        mm, el, both, eager = (
+            time_fn(lambda fn=fn, arg=arg: fn(arg), 10, repeats).min_ms
+            for fn, arg in ((matmul, x), (tail_c, h), (layer_c, x), (layer, x))
+        )
+    ns = 1e6 / (rows * width)  # ms per call -> ns per output element
+    return [
+        width,
+        rows,
+        *(f"{t * ns:.2f}" for t in (mm, el, both, eager)),
+        f"{mm / both:.0%}",
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -132,6 +189,13 @@ def main(argv: list[str] | None = None) -> None:
         nargs="*",
         default=[1, 8, 64],
         help="envs planned in one call for the batched-planning table (6 joints, 128 x 2)",
+    )
+    parser.add_argument(
+        "--layer-widths",
+        type=int,
+        nargs="*",
+        default=[64, 128],
+        help="hidden widths for the per-layer cost table (rows: 6 joints x 512 samples)",
     )
     args = parser.parse_args(argv)
 
@@ -298,6 +362,25 @@ def main(argv: list[str] | None = None) -> None:
             env_rows,
         )
     )
+    if args.layer_widths:
+        print(
+            f"\n## One hidden layer, ns per output element ({num} thread(s), min of "
+            f"{max(args.repeats, 50)} calls)\n"
+        )
+        print(
+            markdown_table(
+                [
+                    "width",
+                    "rows",
+                    "matmul",
+                    "LayerNorm+SiLU (compiled)",
+                    "layer (compiled)",
+                    "layer (eager)",
+                    "matmul share (compiled)",
+                ],
+                [layer_cost(w, 6 * 512, num, max(args.repeats, 50)) for w in args.layer_widths],
+            )
+        )
     print(
         f"\nmatmul peak GFLOP/s: {', '.join(f'{n} thr {p:.0f}' for n, p in peaks.items())}; "
         f"{args.repeats} timed plans after {args.warmup} warm-up (compilation untimed); "

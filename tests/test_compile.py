@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from tiny import tiny_expert_config
@@ -51,6 +53,48 @@ def test_compiled_student_planning_equals_eager():
     compiled = plan_episode(StudentPlanningModel(student, generator=1, compile=True), ids, dim)
     for a, b in zip(eager, compiled, strict=True):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+
+
+class _ReturnsOnly:
+    """A planning model that hides ``iterate``: the planner runs its generic loop."""
+
+    def __init__(self, model) -> None:
+        self._model = model
+        self.num_agents, self.agent_action_dim = model.num_agents, model.agent_action_dim
+
+    def __getattr__(self, name):
+        if name == "iterate":
+            raise AttributeError(name)
+        return getattr(self._model, name)
+
+
+def test_the_students_fused_iterations_draw_what_the_generic_loop_draws():
+    """``StudentPlanningModel.iterate`` (the path compile=true compiles whole) draws every
+    random number in the order the per-iteration ``returns`` calls would: the same plans,
+    bit for bit, in evaluation and exploration, with and without the prior anchor."""
+    student = tiny_student()
+    ids = [student.config.task_names.index(t) for t in ("cartpole-balance", "walker-stand")]
+    for prior_weight in (0.0, 3.0):
+        budget = dataclasses.replace(BUDGET, prior_weight=prior_weight)
+        for eval_mode in (True, False):
+            plans = []
+            for model in (
+                StudentPlanningModel(student, generator=1),
+                _ReturnsOnly(StudentPlanningModel(student, generator=1)),
+            ):
+                planner = MPPIPlanner(model, budget, generator=7)
+                gen = torch.Generator().manual_seed(3)
+                obs = torch.randn(3, 4, student.config.obs_dim, generator=gen)
+                task = torch.tensor(ids * 2)
+                plans.append(
+                    torch.stack(
+                        [
+                            planner.plan(o, task, t0=t == 0, eval_mode=eval_mode)
+                            for t, o in enumerate(obs)
+                        ]
+                    )
+                )
+            torch.testing.assert_close(plans[0], plans[1], rtol=0, atol=0)
 
 
 def test_compiled_expert_planning_equals_eager():
@@ -174,6 +218,7 @@ def test_compile_keys_reach_the_planners(expert):
         model = loaded.planning_model(generator=0)
         compiled = model._returns is student_adapter._COMPILED_RETURNS
         assert compiled == flag
+        assert (model._iterations is student_adapter._COMPILED_ITERATIONS) == flag
         assert (model._returns is student_adapter.student_returns) == (not flag)
         expert_model = LoadedModel("expert", "expert", expert, 0, {}, None, compile=flag)
         assert (expert_model.planning_model()._compiled is not None) == flag

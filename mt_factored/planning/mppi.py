@@ -12,6 +12,7 @@ mean/std ``[E, N, H, G]``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -96,6 +97,92 @@ def check_plan_inputs(obs: torch.Tensor, task: torch.Tensor) -> None:
         raise ValueError(f"obs must be [envs, obs_dim], got {tuple(obs.shape)}")
     if task.shape != (obs.shape[0],):
         raise ValueError(f"task must be [envs={obs.shape[0]}], got {tuple(task.shape)}")
+
+
+@dataclass(frozen=True)
+class IterationSettings:
+    """The MPPI settings the optimisation iterations read (Python numbers: constants of a
+    compiled graph, so a graph is specialised to one budget)."""
+
+    num_elites: int
+    temperature: float
+    min_std: float
+    max_std: float
+    prior_weight: float
+
+    @classmethod
+    def of(cls, config: MPPIConfig) -> IterationSettings:
+        return cls(
+            num_elites=config.num_elites,
+            temperature=config.temperature,
+            min_std=config.min_std,
+            max_std=config.max_std,
+            prior_weight=config.prior_weight,
+        )
+
+
+ReturnsFn = Callable[[torch.Tensor, int], torch.Tensor]
+"""``returns(actions [E, N, S, H, G], iteration) -> [E, N, S]``."""
+
+
+def mppi_iterations(
+    returns: ReturnsFn,
+    pi_actions: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    noise: torch.Tensor,
+    mask: torch.Tensor,
+    anchor: torch.Tensor | None,
+    settings: IterationSettings,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """MPPI's optimisation iterations as a pure function of their tensors.
+
+    A model may run this through ``torch.compile`` with its returns inlined (its
+    ``iterate``): every random number comes in as a tensor, so compiled and eager runs
+    see the same numbers.
+
+    Args:
+        returns: each candidate's return at an iteration (see :data:`ReturnsFn`).
+        pi_actions: ``[E, N, P, H, G]`` the policy prior's trajectories (masked), in front
+            of the samples at every iteration (P may be 0).
+        mean, std: ``[E, N, H, G]`` initial sampling distribution.
+        noise: ``[iterations, E, N, S - P, H, G]`` standard normal noise of the samples.
+        mask: ``[E, N, G]`` 1 on real action entries.
+        anchor: ``[E, N, 1, G]`` the prior's deterministic first action, or None.
+        settings: elites, temperature, std bounds, anchor weight.
+
+    Returns:
+        final mean and std ``[E, N, H, G]``, last iteration's elite values and weights
+        ``[E, N, K]`` and elite actions ``[E, N, K, H, G]``.
+    """
+    s = settings
+    horizon, dims = mean.shape[2], mean.shape[3]
+    mask_t = mask.unsqueeze(2)  # [E, N, 1, G]: broadcasts over horizon
+    mask_s = mask_t.unsqueeze(2)  # [E, N, 1, 1, G]: over samples and horizon
+    elite_value = score = elite_actions = mean  # rebound by the first iteration
+    for it in range(noise.shape[0]):
+        sampled = (noise[it] * std.unsqueeze(2) + mean.unsqueeze(2)).clamp_(-1.0, 1.0) * mask_s
+        actions = torch.cat([pi_actions, sampled], dim=2)  # [E, N, S, H, G]
+        value = returns(actions, it).nan_to_num(0.0)
+        if value.shape != actions.shape[:3]:
+            raise ValueError(
+                f"returns must be [envs, agents, samples]={tuple(actions.shape[:3])}, "
+                f"got {tuple(value.shape)}"
+            )
+        if anchor is not None:
+            gap = (actions[:, :, :, 0] - anchor).square().sum(dim=-1)  # [E, N, S]
+            value = value - s.prior_weight * gap
+        elite_value, elite_idx = torch.topk(value, s.num_elites, dim=2)
+        elite_actions = torch.gather(
+            actions, 2, elite_idx[..., None, None].expand(-1, -1, -1, horizon, dims)
+        )  # [E, N, K, H, G]
+        score = torch.softmax(s.temperature * elite_value, dim=2)  # [E, N, K]
+        mean = torch.einsum("enk,enkhg->enhg", score, elite_actions)
+        spread = (elite_actions - mean.unsqueeze(2)).square()
+        std = torch.einsum("enk,enkhg->enhg", score, spread).sqrt()
+        std = std.clamp(s.min_std, s.max_std) * mask_t
+        mean = mean * mask_t
+    return mean, std, elite_value, score, elite_actions
 
 
 class MPPIPlanner:
@@ -240,54 +327,44 @@ class MPPIPlanner:
                 f"action_mask must be [envs={num_envs}, 1..{model.num_agents} agents, dims={dims}], "
                 f"got {tuple(mask.shape)}"
             )
-        mask_t = mask.unsqueeze(2)  # [E, N, 1, G]: broadcasts over horizon
-        mask_s = mask_t.unsqueeze(2)  # [E, N, 1, 1, G]: over samples and horizon
+        mask_s = mask[:, :, None, None]  # [E, N, 1, 1, G]: broadcasts over samples and horizon
 
         mean = self._initial_mean(t0, torch.Size((num_envs, agents, horizon, dims)), obs)
         std = torch.full_like(mean, cfg.max_std)
 
-        # One buffer for every iteration: policy trajectories fixed in front, samples behind.
-        actions = torch.empty(
-            num_envs, agents, num_samples, horizon, dims, dtype=obs.dtype, device=obs.device
-        )
+        pi_actions = obs.new_empty(num_envs, agents, 0, horizon, dims)
         if num_pi > 0:
             pi = model.policy_actions(state, task, num_pi, horizon)
             if pi.shape != (num_envs, agents, num_pi, horizon, dims):
                 raise ValueError(
                     f"policy_actions must be {(num_envs, agents, num_pi, horizon, dims)}, got {tuple(pi.shape)}"
                 )
-            torch.mul(pi, mask_s, out=actions[:, :, :num_pi])
+            pi_actions = pi * mask_s
         anchor = None
         if cfg.prior_weight > 0:
             anchor = (model.policy_mean(state, task) * mask).unsqueeze(2)  # [E, N, 1, G]
-        sampled = actions[:, :, num_pi:]
-        # Drawn into a contiguous buffer: normal_ on the strided view takes a slow scalar path.
-        noise = torch.empty(sampled.shape, dtype=obs.dtype, device=obs.device)
-
-        for _ in range(cfg.iterations):
-            noise.normal_(generator=gen)
-            noise.mul_(std.unsqueeze(2)).add_(mean.unsqueeze(2)).clamp_(-1.0, 1.0).mul_(mask_s)
-            sampled.copy_(noise)
-
-            value = model.returns(state, actions, task).nan_to_num(0.0)
-            if value.shape != (num_envs, agents, num_samples):
-                raise ValueError(
-                    f"returns must be [envs, agents, samples]={(num_envs, agents, num_samples)}, "
-                    f"got {tuple(value.shape)}"
-                )
-            if anchor is not None:
-                gap = (actions[:, :, :, 0] - anchor).square_().sum(dim=-1)  # [E, N, S]
-                value = value - cfg.prior_weight * gap
-            elite_value, elite_idx = torch.topk(value, num_elites, dim=2)
-            elite_actions = torch.gather(
-                actions, 2, elite_idx[..., None, None].expand(-1, -1, -1, horizon, dims)
-            )  # [E, N, K, H, G]
-            score = torch.softmax(cfg.temperature * elite_value, dim=2)  # [E, N, K]
-            mean = torch.einsum("enk,enkhg->enhg", score, elite_actions)
-            spread = (elite_actions - mean.unsqueeze(2)).square_()
-            std = torch.einsum("enk,enkhg->enhg", score, spread).sqrt_()
-            std = std.clamp_(cfg.min_std, cfg.max_std).mul_(mask_t)
-            mean = mean.mul_(mask_t)
+        # Every iteration's sampling noise, drawn up front in the order the iterations use it
+        # (one normal_ per iteration, into a contiguous slice: normal_ on a strided view takes
+        # a slow scalar path), so the iterations are a pure function that may be compiled.
+        noise = obs.new_empty(cfg.iterations, num_envs, agents, num_samples - num_pi, horizon, dims)
+        for it in range(cfg.iterations):
+            noise[it].normal_(generator=gen)
+        settings = IterationSettings.of(cfg)
+        iterate = getattr(model, "iterate", None)
+        if iterate is not None:
+            result = iterate(state, task, pi_actions, mean, std, noise, mask, anchor, settings)
+        else:
+            result = mppi_iterations(
+                lambda candidates, it: model.returns(state, candidates, task),
+                pi_actions,
+                mean,
+                std,
+                noise,
+                mask,
+                anchor,
+                settings,
+            )
+        mean, std, elite_value, score, elite_actions = result
 
         if eval_mode:
             first = mean[:, :, 0].clone()

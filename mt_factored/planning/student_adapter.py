@@ -23,7 +23,12 @@ from dataclasses import dataclass
 import torch
 
 from mt_factored.nn.compiling import Compiled
-from mt_factored.planning.mppi import GeneratorLike, LazyGenerator
+from mt_factored.planning.mppi import (
+    GeneratorLike,
+    IterationSettings,
+    LazyGenerator,
+    mppi_iterations,
+)
 from mt_factored.student.model import FactoredStudent, StudentConditioning
 
 
@@ -45,8 +50,9 @@ class StudentPlanningModel:
             trajectories); call ``student.eval()`` yourself.
         generator: randomness of the policy samples: a ``torch.Generator`` on the
             inputs' device, an int seed, or None.
-        compile: run the returns (the whole H-step rollout of every sample, where a plan
-            spends its time) through ``torch.compile`` (see ``mt_factored.nn.compiling``);
+        compile: run MPPI's optimisation iterations (sampling, every sample's H-step
+            rollout, elite selection and the distribution update, one graph per plan) and
+            :meth:`returns` through ``torch.compile`` (see ``mt_factored.nn.compiling``);
             equal to the eager path within fp32 round-off, same random numbers.
     """
 
@@ -57,6 +63,7 @@ class StudentPlanningModel:
             raise TypeError(f"student must be a FactoredStudent, got {type(student).__name__}")
         self.student = student
         self._returns = _COMPILED_RETURNS if compile else student_returns
+        self._iterations = _COMPILED_ITERATIONS if compile else student_iterations
         self.num_agents = student.num_agents
         self.agent_action_dim = student.agent_action_dim
         self._generator = LazyGenerator(generator)
@@ -116,6 +123,47 @@ class StudentPlanningModel:
         )
         return self._returns(self.student, state.s, actions, state.cond, noise)
 
+    def iterate(
+        self,
+        state: StudentPlanState,
+        task: torch.Tensor,
+        pi_actions: torch.Tensor,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        noise: torch.Tensor,
+        mask: torch.Tensor,
+        anchor: torch.Tensor | None,
+        settings: IterationSettings,
+    ) -> tuple[torch.Tensor, ...]:
+        """MPPI's iterations (:func:`~mt_factored.planning.mppi.mppi_iterations`) with this
+        model's returns inlined, eager or compiled as one graph."""
+        iterations, num_envs, agents = noise.shape[:3]
+        samples = pi_actions.shape[2] + noise.shape[3]
+        gen = self._generator.on(state.s.device)
+        # Each iteration's terminal policy noise, drawn in the order :meth:`returns` draws it.
+        shape = (samples, num_envs, agents, self.agent_action_dim)
+        terminal = torch.stack(
+            [self.student.policy_noise(shape, state.s, gen) for _ in range(iterations)]
+        )
+        result = self._iterations(
+            self.student,
+            state.s,
+            state.cond,
+            pi_actions,
+            mean,
+            std,
+            noise,
+            terminal,
+            mask,
+            anchor,
+            settings,
+        )
+        if state.s.device.type == "cuda":
+            # Under CUDA graphs the outputs live in the graph's memory, which the next plan
+            # overwrites; the planner keeps the mean (warm start) and the stats past it.
+            result = tuple(t.clone() for t in result)
+        return result
+
     def to_env_action(self, agent_action: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
         missing = self.num_agents - agent_action.shape[1]  # agents dropped by active_agents
         full = torch.nn.functional.pad(agent_action, (0, 0, 0, missing))
@@ -152,6 +200,40 @@ def student_returns(
     return total.permute(1, 2, 0)  # [E, N, S]
 
 
+def student_iterations(
+    student: FactoredStudent,
+    s0: torch.Tensor,
+    cond: StudentConditioning,
+    pi_actions: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    noise: torch.Tensor,
+    terminal_noise: torch.Tensor,
+    mask: torch.Tensor,
+    anchor: torch.Tensor | None,
+    settings: IterationSettings,
+) -> tuple[torch.Tensor, ...]:
+    """:func:`~mt_factored.planning.mppi.mppi_iterations` over :func:`student_returns`.
+
+    Args:
+        terminal_noise: ``[iterations, S, E, N, G]`` each iteration's terminal policy noise.
+        (the rest: see :func:`student_returns` and ``mppi_iterations``)
+    """
+    return mppi_iterations(
+        lambda actions, it: student_returns(student, s0, actions, cond, terminal_noise[it]),
+        pi_actions,
+        mean,
+        std,
+        noise,
+        mask,
+        anchor,
+        settings,
+    )
+
+
 _COMPILED_RETURNS = Compiled(student_returns, "student planning returns")
 """One compiled function for every planner, so graphs are shared across planners and
 evaluations (a graph is keyed by the student, its shapes and devices)."""
+
+_COMPILED_ITERATIONS = Compiled(student_iterations, "student planning iterations")
+"""The same for a plan's whole optimisation (one graph per student, shapes and budget)."""
