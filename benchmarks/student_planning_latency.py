@@ -74,23 +74,11 @@ one graph); ``compiled-returns``: only the H-step returns compiled, MPPI's own s
 (the student's compiled path before the loop was fused; the expert has only this one)."""
 
 
-class _ReturnsOnly:
-    """A planning model without ``iterate``: the planner runs its loop eagerly and calls
-    the (compiled) returns once per iteration."""
-
-    def __init__(self, model) -> None:
-        self._model = model
-        self.num_agents, self.agent_action_dim = model.num_agents, model.agent_action_dim
-
-    def __getattr__(self, name: str):
-        if name == "iterate":
-            raise AttributeError(name)
-        return getattr(self._model, name)
-
-
 def make_planner(model_cls, net, config: MPPIConfig, seed: int, path: str) -> MPPIPlanner:
     model = model_cls(net, seed, compile=path != "eager")
-    return MPPIPlanner(_ReturnsOnly(model) if path == "compiled-returns" else model, config, seed)
+    if path == "compiled-returns":
+        model.fuses_iterations = False  # MPPI's loop eager, the compiled returns per iteration
+    return MPPIPlanner(model, config, seed)
 
 
 def measure(model_cls, net, config: MPPIConfig, obs, task, args, num: int) -> dict[str, tuple]:

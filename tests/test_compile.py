@@ -55,23 +55,15 @@ def test_compiled_student_planning_equals_eager():
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
 
 
-class _ReturnsOnly:
-    """A planning model that hides ``iterate``: the planner runs its generic loop."""
-
-    def __init__(self, model) -> None:
-        self._model = model
-        self.num_agents, self.agent_action_dim = model.num_agents, model.agent_action_dim
-
-    def __getattr__(self, name):
-        if name == "iterate":
-            raise AttributeError(name)
-        return getattr(self._model, name)
+def _fused(model: StudentPlanningModel) -> StudentPlanningModel:
+    model.fuses_iterations = True  # what compile=true sets, here without compiling
+    return model
 
 
 def test_the_students_fused_iterations_draw_what_the_generic_loop_draws():
     """``StudentPlanningModel.iterate`` (the path compile=true compiles whole) draws every
-    random number in the order the per-iteration ``returns`` calls would: the same plans,
-    bit for bit, in evaluation and exploration, with and without the prior anchor."""
+    random number the per-iteration loop draws: the same plans, bit for bit, in evaluation
+    and exploration, with and without the prior anchor."""
     student = tiny_student()
     ids = [student.config.task_names.index(t) for t in ("cartpole-balance", "walker-stand")]
     for prior_weight in (0.0, 3.0):
@@ -79,8 +71,8 @@ def test_the_students_fused_iterations_draw_what_the_generic_loop_draws():
         for eval_mode in (True, False):
             plans = []
             for model in (
+                _fused(StudentPlanningModel(student, generator=1)),
                 StudentPlanningModel(student, generator=1),
-                _ReturnsOnly(StudentPlanningModel(student, generator=1)),
             ):
                 planner = MPPIPlanner(model, budget, generator=7)
                 gen = torch.Generator().manual_seed(3)
@@ -219,6 +211,7 @@ def test_compile_keys_reach_the_planners(expert):
         compiled = model._returns is student_adapter._COMPILED_RETURNS
         assert compiled == flag
         assert (model._iterations is student_adapter._COMPILED_ITERATIONS) == flag
+        assert model.fuses_iterations == flag
         assert (model._returns is student_adapter.student_returns) == (not flag)
         expert_model = LoadedModel("expert", "expert", expert, 0, {}, None, compile=flag)
         assert (expert_model.planning_model()._compiled is not None) == flag

@@ -104,6 +104,7 @@ class IterationSettings:
     """The MPPI settings the optimisation iterations read (Python numbers: constants of a
     compiled graph, so a graph is specialised to one budget)."""
 
+    iterations: int
     num_elites: int
     temperature: float
     min_std: float
@@ -113,6 +114,7 @@ class IterationSettings:
     @classmethod
     def of(cls, config: MPPIConfig) -> IterationSettings:
         return cls(
+            iterations=config.iterations,
             num_elites=config.num_elites,
             temperature=config.temperature,
             min_std=config.min_std,
@@ -124,13 +126,16 @@ class IterationSettings:
 ReturnsFn = Callable[[torch.Tensor, int], torch.Tensor]
 """``returns(actions [E, N, S, H, G], iteration) -> [E, N, S]``."""
 
+NoiseFn = Callable[[int], torch.Tensor]
+"""``noise(iteration) -> [E, N, S - P, H, G]`` standard normal noise of that iteration's samples."""
+
 
 def mppi_iterations(
     returns: ReturnsFn,
     pi_actions: torch.Tensor,
     mean: torch.Tensor,
     std: torch.Tensor,
-    noise: torch.Tensor,
+    noise: torch.Tensor | NoiseFn,
     mask: torch.Tensor,
     anchor: torch.Tensor | None,
     settings: IterationSettings,
@@ -138,15 +143,17 @@ def mppi_iterations(
     """MPPI's optimisation iterations as a pure function of their tensors.
 
     A model may run this through ``torch.compile`` with its returns inlined (its
-    ``iterate``): every random number comes in as a tensor, so compiled and eager runs
-    see the same numbers.
+    ``iterate``): every random number then comes in as a tensor, so compiled and eager runs
+    see the same numbers. Eagerly, the noise is drawn iteration by iteration (a function),
+    interleaved with the model's own draws as it always was.
 
     Args:
         returns: each candidate's return at an iteration (see :data:`ReturnsFn`).
         pi_actions: ``[E, N, P, H, G]`` the policy prior's trajectories (masked), in front
             of the samples at every iteration (P may be 0).
         mean, std: ``[E, N, H, G]`` initial sampling distribution.
-        noise: ``[iterations, E, N, S - P, H, G]`` standard normal noise of the samples.
+        noise: ``[iterations, E, N, S - P, H, G]`` standard normal noise of the samples, or a
+            function drawing one iteration's (see :data:`NoiseFn`).
         mask: ``[E, N, G]`` 1 on real action entries.
         anchor: ``[E, N, 1, G]`` the prior's deterministic first action, or None.
         settings: elites, temperature, std bounds, anchor weight.
@@ -160,8 +167,9 @@ def mppi_iterations(
     mask_t = mask.unsqueeze(2)  # [E, N, 1, G]: broadcasts over horizon
     mask_s = mask_t.unsqueeze(2)  # [E, N, 1, 1, G]: over samples and horizon
     elite_value = score = elite_actions = mean  # rebound by the first iteration
-    for it in range(noise.shape[0]):
-        sampled = (noise[it] * std.unsqueeze(2) + mean.unsqueeze(2)).clamp_(-1.0, 1.0) * mask_s
+    for it in range(s.iterations):
+        eps = noise(it) if callable(noise) else noise[it]
+        sampled = (eps * std.unsqueeze(2) + mean.unsqueeze(2)).clamp_(-1.0, 1.0) * mask_s
         actions = torch.cat([pi_actions, sampled], dim=2)  # [E, N, S, H, G]
         value = returns(actions, it).nan_to_num(0.0)
         if value.shape != actions.shape[:3]:
@@ -343,23 +351,30 @@ class MPPIPlanner:
         anchor = None
         if cfg.prior_weight > 0:
             anchor = (model.policy_mean(state, task) * mask).unsqueeze(2)  # [E, N, 1, G]
-        # Every iteration's sampling noise, drawn up front in the order the iterations use it
-        # (one normal_ per iteration, into a contiguous slice: normal_ on a strided view takes
-        # a slow scalar path), so the iterations are a pure function that may be compiled.
-        noise = obs.new_empty(cfg.iterations, num_envs, agents, num_samples - num_pi, horizon, dims)
-        for it in range(cfg.iterations):
-            noise[it].normal_(generator=gen)
         settings = IterationSettings.of(cfg)
-        iterate = getattr(model, "iterate", None)
-        if iterate is not None:
-            result = iterate(state, task, pi_actions, mean, std, noise, mask, anchor, settings)
+        shape = (num_envs, agents, num_samples - num_pi, horizon, dims)
+        if getattr(model, "fuses_iterations", False):
+            # Every iteration's sampling noise up front, one normal_ per iteration in the
+            # order the loop would draw it, so the whole loop is one pure (compiled) function.
+            # (normal_ into contiguous blocks: on a strided view it takes a slow scalar path.)
+            noise = obs.new_empty(cfg.iterations, *shape)
+            for it in range(cfg.iterations):
+                noise[it].normal_(generator=gen)
+            result = model.iterate(
+                state, task, pi_actions, mean, std, noise, mask, anchor, settings
+            )
         else:
+            buffer = obs.new_empty(shape)
+
+            def draw(it: int) -> torch.Tensor:
+                return buffer.normal_(generator=gen)
+
             result = mppi_iterations(
                 lambda candidates, it: model.returns(state, candidates, task),
                 pi_actions,
                 mean,
                 std,
-                noise,
+                draw,
                 mask,
                 anchor,
                 settings,

@@ -64,6 +64,10 @@ class StudentPlanningModel:
         self.student = student
         self._returns = _COMPILED_RETURNS if compile else student_returns
         self._iterations = _COMPILED_ITERATIONS if compile else student_iterations
+        # The planner hands the whole optimisation to iterate() only when it is compiled:
+        # eagerly the per-iteration loop draws its numbers exactly as it always did, also
+        # when a caller shares one generator between planner and model.
+        self.fuses_iterations = compile
         self.num_agents = student.num_agents
         self.agent_action_dim = student.agent_action_dim
         self._generator = LazyGenerator(generator)
@@ -136,7 +140,10 @@ class StudentPlanningModel:
         settings: IterationSettings,
     ) -> tuple[torch.Tensor, ...]:
         """MPPI's iterations (:func:`~mt_factored.planning.mppi.mppi_iterations`) with this
-        model's returns inlined, eager or compiled as one graph."""
+        model's returns inlined, eager or compiled as one graph (the planner calls it when
+        ``fuses_iterations``). The same numbers as the per-iteration loop when this model's
+        generator is not the planner's (with one shared generator the draws interleave
+        differently)."""
         iterations, num_envs, agents = noise.shape[:3]
         samples = pi_actions.shape[2] + noise.shape[3]
         gen = self._generator.on(state.s.device)
