@@ -88,11 +88,12 @@ class PlanningModel(Protocol):
     ``state`` is whatever the model needs per environment (a latent tensor with a
     leading ``envs`` dim, or a tuple of them); the planner only passes it back.
 
-    Optionally, with ``fuses_iterations`` True,
-    ``iterate(state, task, pi_actions, mean, std, noise, mask, anchor, settings)`` runs all of
-    MPPI's iterations itself (``noise`` drawn up front for every iteration), as :func:`~mt_factored.planning.mppi.mppi_iterations`
-    with its returns inlined (so it can compile them as one graph); it must draw its own
-    random numbers in the order per-iteration :meth:`returns` calls would.
+    Optionally, with ``fuses_iterations`` True, the planner hands all of MPPI's iterations to
+    ``iterate(state, task, pi_actions, mean, std, noise, mask, anchor, settings)``, with
+    ``noise`` drawn up front for every iteration. It runs
+    :func:`~mt_factored.planning.mppi.mppi_iterations` with its returns inlined (so it can
+    compile them as one graph) and must draw its own random numbers in the order
+    per-iteration :meth:`returns` calls would.
     """
 
     num_agents: int

@@ -156,7 +156,7 @@ def mppi_iterations(
             function drawing one iteration's (see :data:`NoiseFn`).
         mask: ``[E, N, G]`` 1 on real action entries.
         anchor: ``[E, N, 1, G]`` the prior's deterministic first action, or None.
-        settings: elites, temperature, std bounds, anchor weight.
+        settings: iterations, elites, temperature, std bounds, anchor weight.
 
     Returns:
         final mean and std ``[E, N, H, G]``, last iteration's elite values and weights
