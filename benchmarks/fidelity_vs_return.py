@@ -70,11 +70,12 @@ def train(args: argparse.Namespace, recipe: str, steps: int) -> list[tuple[str, 
     return [(f"{recipe}@{int(p.stem[4:])}", p) for p in ckpts if int(p.stem[4:]) <= steps]
 
 
-def measure(args: argparse.Namespace, label: str, student: Path) -> dict:
-    """Fidelity and returns of one student (each read back when its JSON exists)."""
+def measure(args: argparse.Namespace, label: str, student: Path, prior_weight: float = 0.0) -> dict:
+    """Fidelity and returns of one student (each read back when its JSON exists); the returns
+    with the student's MPPI anchored to its prior by ``prior_weight`` (0: not anchored)."""
     out = args.run_root / "measure" / label.replace("@", "-")
     fid = out / "fidelity.json"
-    ret = out / f"evaluate-seed{args.seed}-episodes{args.episodes}.json"
+    ret = returns_path(args, out, prior_weight)
     student_arg = f"student='{student}'"
     if not fid.is_file():
         from mt_factored.fidelity import run
@@ -106,6 +107,7 @@ def measure(args: argparse.Namespace, label: str, student: Path) -> dict:
                     "latency_repeats=0",
                     "progress_bar=false",
                     *(f"planning.{k}={v}" for k, v in STUDENT_PLANNING.items()),
+                    f"planning.prior_weight={prior_weight}",
                     f"out='{ret}'",
                     f"out_dir='{out}'",
                 ],
@@ -124,6 +126,13 @@ def measure(args: argparse.Namespace, label: str, student: Path) -> dict:
             "returns": returns[task]["returns"],
         }
     return rows
+
+
+def returns_path(args: argparse.Namespace, out: Path, prior_weight: float) -> Path:
+    """Where a student's returns at ``prior_weight`` are kept (unanchored: the name the
+    measurements had before the anchor existed, so they are read back)."""
+    anchor = f"-prior{prior_weight:g}" if prior_weight else ""
+    return out / f"evaluate-seed{args.seed}-episodes{args.episodes}{anchor}.json"
 
 
 def expert_returns() -> dict[str, float]:

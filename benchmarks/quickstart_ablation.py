@@ -7,6 +7,13 @@
 Every variant is the quickstart recipe (2,500 steps, batch 256, the shipped experts and data)
 with ``seed`` set to the training seed and one piece changed:
 
+- ``recipe``: ``recipe=quickstart`` as shipped (closed-loop distillation with the student's
+  anchored planner);
+- ``central``: the recipe with every task's joints in one agent (walker-stand, reacher-easy and
+  cup-catch each a single agent): the student then plans each task centrally, so its return
+  need not add up over joints, which tells whether the decomposition is what limits it;
+- ``recipe_planner``: ``recipe=quickstart-planner``, the recipe with the planner-matched
+  objectives added (candidates drawn like MPPI's and the return_kl term);
 - ``baseline``: ``recipe=quickstart`` without its closed loop (the paper's K=10 Gaussian
   candidates, reward_kl + value_kl + policy; the recipe turned closed-loop distillation on
   after this ablation ran, so every variant sets its closed loop explicitly);
@@ -24,13 +31,15 @@ with ``seed`` set to the training seed and one piece changed:
 Each student is then measured exactly like the fidelity-vs-return study's
 (``benchmarks/fidelity_vs_return.py``): ``python -m mt_factored.fidelity`` (regret, rank
 agreement) and ``python -m mt_factored.evaluate`` at the student's 128 x 2 budget, here 10
-episodes per task on the fixed evaluation env seeds 10000-10009; and the student's policy prior
+episodes per task on the fixed evaluation env seeds 10000-10009, at every
+``--prior-weights`` value (``planning.prior_weight``: 0 is MPPI on the student's returns alone,
+3 the recipe's anchor to its prior); and the student's policy prior
 acting alone on the same seeds (``evaluate mpc=false``), which tells what the student knows
 apart from how its MPPI uses it. Ratios divide by the experts'
 returns in the quickstart's cache (``checkpoints/quickstart/expert_results.json``). Finished runs
 and measurements are reused, so several processes can share the (variant, seed) grid
 (``--variants`` / ``--seeds``) and a killed run resumes. Writes
-``<run-root>/quickstart_ablation.{json,md}`` (and ``--json``).
+``<run-root>/quickstart_ablation.{json,md}`` (and ``--json``, with its ``.md`` beside it).
 """
 
 from __future__ import annotations
@@ -63,7 +72,13 @@ CLOSED_LOOP = [
     "prior_weight: 0.0}",
 ]
 INTERACTION = ["student.partitions={walker-stand: [[0,3],[1],[2],[4],[5]]}"]
+CENTRAL = [
+    "student.partitions={walker-stand: [[0,1,2,3,4,5]], reacher-easy: [[0,1]], cup-catch: [[0,1]]}"
+]
 VARIANTS: dict[str, list[str]] = {
+    "recipe": ["recipe=quickstart"],
+    "central": ["recipe=quickstart", *CENTRAL],
+    "recipe_planner": ["recipe=quickstart-planner"],
     "baseline": ["recipe=quickstart", *OFF],
     "planner": ["recipe=quickstart-planner", *OFF],
     "closed_loop": ["recipe=quickstart", *CLOSED_LOOP],
@@ -123,85 +138,74 @@ def policy_returns(args: argparse.Namespace, label: str, student: Path) -> dict[
     return {t: r["mean"] for t, r in json.loads(path.read_text())["student"].items()}
 
 
-def summarise(results: dict[str, dict[int, dict]]) -> dict[str, dict]:
-    """Per variant: mean and std over seeds of each task's ratio, the mean ratio and rank."""
+def settings(args: argparse.Namespace) -> list[str]:
+    """The planning settings every student is judged at: MPPI at each prior weight, then its
+    policy prior acting alone."""
+    return [*(f"MPPI, prior_weight={w:g}" for w in args.prior_weights), POLICY]
+
+
+POLICY = "policy prior alone"
+
+
+def summarise(results: dict[str, dict[int, dict]], args: argparse.Namespace) -> dict[str, dict]:
+    """Per variant and planning setting: mean and std over seeds of each task's ratio and of
+    the mean ratio; per variant the mean rank agreement."""
     out = {}
     for variant, by_seed in results.items():
         if not by_seed:
             continue
-        row: dict[str, dict] = {}
-        for key in [*TASKS, "mean"]:
-            ratios = [
-                statistics.fmean(r[t]["ratio"] for t in TASKS) if key == "mean" else r[key]["ratio"]
-                for r in by_seed.values()
-            ]
-            ranks = [
-                statistics.fmean(r[t]["rank"] for t in TASKS) if key == "mean" else r[key]["rank"]
-                for r in by_seed.values()
-            ]
-            policy = [
-                statistics.fmean(r[t]["policy_ratio"] for t in TASKS)
-                if key == "mean"
-                else r[key]["policy_ratio"]
-                for r in by_seed.values()
-            ]
-            row[key] = {
-                "policy_ratio_mean": statistics.fmean(policy),
-                "ratio_mean": statistics.fmean(ratios),
-                "ratio_std": statistics.stdev(ratios) if len(ratios) > 1 else 0.0,
-                "rank_mean": statistics.fmean(ranks),
-            }
-        out[variant] = {"seeds": sorted(by_seed), "tasks": row}
+        rows: dict[str, dict] = {}
+        for setting in settings(args):
+            row = {}
+            for key in [*TASKS, "mean"]:
+                ratios = [
+                    statistics.fmean(r[t]["ratios"][setting] for t in TASKS)
+                    if key == "mean"
+                    else r[key]["ratios"][setting]
+                    for r in by_seed.values()
+                ]
+                row[key] = {
+                    "ratio_mean": statistics.fmean(ratios),
+                    "ratio_std": statistics.stdev(ratios) if len(ratios) > 1 else 0.0,
+                }
+            rows[setting] = row
+        rank = statistics.fmean(
+            statistics.fmean(r[t]["rank"] for t in TASKS) for r in by_seed.values()
+        )
+        out[variant] = {"seeds": sorted(by_seed), "settings": rows, "rank_mean": rank}
     return out
 
 
 def report(results: dict, summary: dict, args: argparse.Namespace) -> str:
-    head = [
-        "variant",
-        "seeds",
-        *TASKS,
-        "mean ratio",
-        "mean rank agreement",
-        "policy prior alone: mean ratio",
-    ]
+    head = ["variant", "seeds", "student planning", *TASKS, "mean ratio", "mean rank agreement"]
     rows = []
     for variant, s in summary.items():
-        cells = [
-            f"{s['tasks'][t]['ratio_mean']:.2f} ± {s['tasks'][t]['ratio_std']:.2f}" for t in TASKS
-        ]
-        mean = s["tasks"]["mean"]
-        rows.append(
-            [
-                variant,
-                ",".join(map(str, s["seeds"])),
-                *cells,
-                f"{mean['ratio_mean']:.2f} ± {mean['ratio_std']:.2f}",
-                f"{mean['rank_mean']:+.2f}",
-                f"{mean['policy_ratio_mean']:.2f}",
-            ]
-        )
+        for setting, row in s["settings"].items():
+            rows.append(
+                [
+                    variant,
+                    ",".join(map(str, s["seeds"])),
+                    setting,
+                    *(f"{row[t]['ratio_mean']:.2f} ± {row[t]['ratio_std']:.2f}" for t in TASKS),
+                    f"{row['mean']['ratio_mean']:.2f} ± {row['mean']['ratio_std']:.2f}",
+                    f"{s['rank_mean']:+.2f}",
+                ]
+            )
     per_seed = [
         [
             variant,
             str(seed),
-            *(f"{r[t]['return']:.1f} ({r[t]['ratio']:.2f})" for t in TASKS),
-            f"{statistics.fmean(r[t]['ratio'] for t in TASKS):.2f}",
+            setting,
+            *(f"{r[t]['returns'][setting]:.1f} ({r[t]['ratios'][setting]:.2f})" for t in TASKS),
+            f"{statistics.fmean(r[t]['ratios'][setting] for t in TASKS):.2f}",
             f"{statistics.fmean(r[t]['rank'] for t in TASKS):+.2f}",
-            " / ".join(f"{r[t]['policy_return']:.0f}" for t in TASKS),
             f"{r['train_seconds'] / 60:.1f}",
         ]
         for variant, by_seed in results.items()
         for seed, r in sorted(by_seed.items())
+        for setting in settings(args)
     ]
-    seed_head = [
-        "variant",
-        "seed",
-        *TASKS,
-        "mean ratio",
-        "rank",
-        "policy prior alone (returns)",
-        "train min",
-    ]
+    seed_head = ["variant", "seed", "student planning", *TASKS, "mean ratio", "rank", "train min"]
     return (
         f"{args.steps} steps per run, {args.threads} thread(s); returns: {args.episodes} episodes "
         f"per task on env seeds {args.seed}..{args.seed + args.episodes - 1}, 128 x 2 planning; "
@@ -214,6 +218,22 @@ def report(results: dict, summary: dict, args: argparse.Namespace) -> str:
     )
 
 
+def measure(args: argparse.Namespace, label: str, last: Path) -> dict:
+    """Fidelity, and the returns at every planning setting, of one student (each measurement
+    read back when done)."""
+    experts = fvr.expert_returns()
+    rows: dict = {}
+    for w in args.prior_weights:
+        for task, r in fvr.measure(args, label, last, w).items():
+            row = rows.setdefault(task, {"rank": r["rank"], "regret": r["regret"]})
+            row.setdefault("returns", {})[f"MPPI, prior_weight={w:g}"] = r["return"]
+    for task, ret in policy_returns(args, label, last).items():
+        rows[task]["returns"][POLICY] = ret
+    for task in TASKS:
+        rows[task]["ratios"] = {k: v / experts[task] for k, v in rows[task]["returns"].items()}
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
@@ -222,47 +242,50 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--episodes", type=int, default=10, help="evaluation episodes per task")
     parser.add_argument("--seed", type=int, default=10000, help="first evaluation env seed")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--prior-weights",
+        nargs="+",
+        type=float,
+        default=[0.0, 3.0],
+        help="judge every student's MPPI at these planning.prior_weight values (0: unanchored)",
+    )
     parser.add_argument("--run-root", type=Path, default=Path("runs/quickstart_ablation"))
     parser.add_argument("--report-only", action="store_true", help="only tabulate what is done")
-    parser.add_argument("--json", type=Path, default=None, help="also write the JSON here")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="also write the JSON here (and the table beside it, .md)",
+    )
     args = parser.parse_args(argv)
     args.run_root = args.run_root.resolve()
     torch.set_num_threads(args.threads)
 
-    experts = fvr.expert_returns()
     if not args.report_only:
         for seed in args.seeds:  # seed-major: a partial grid still covers every variant
             for variant in args.variants:
                 last = train(args, variant, seed)
-                fvr.measure(args, f"{variant}-seed{seed}", last)
-                policy_returns(args, f"{variant}-seed{seed}", last)
+                measure(args, f"{variant}-seed{seed}", last)
 
     results: dict[str, dict[int, dict]] = {v: {} for v in VARIANTS}
     for variant in VARIANTS:
         for seed in args.seeds:
             label = f"{variant}-seed{seed}"
             out = args.run_root / "measure" / label
-            fid = out / "fidelity.json"
-            ret = out / f"evaluate-seed{args.seed}-episodes{args.episodes}.json"
-            done = args.run_root / label / "train_seconds.json"
-            if not (fid.is_file() and ret.is_file() and done.is_file()):
+            measured = [out / "fidelity.json", args.run_root / label / "train_seconds.json"]
+            measured += [fvr.returns_path(args, out, w) for w in args.prior_weights]
+            if not all(path.is_file() for path in measured):
                 continue
-            last = args.run_root / label / "checkpoints" / "last.ckpt"
-            rows = fvr.measure(args, label, last)
-            policy = policy_returns(args, label, last)
-            for task, r in rows.items():
-                r["ratio"] = r["return"] / experts[task]
-                r["policy_return"] = policy[task]
-                r["policy_ratio"] = policy[task] / experts[task]
-            rows["train_seconds"] = json.loads(done.read_text())["seconds"]
+            rows = measure(args, label, args.run_root / label / "checkpoints" / "last.ckpt")
+            rows["train_seconds"] = json.loads(measured[1].read_text())["seconds"]
             results[variant][seed] = rows
-    summary = summarise(results)
+    summary = summarise(results, args)
     text = report(results, summary, args)
     print(text)
     payload = {
         "args": {k: str(v) for k, v in vars(args).items()},
         "variants": VARIANTS,
-        "expert_returns": experts,
+        "expert_returns": fvr.expert_returns(),
         "summary": summary,
         "runs": {v: {str(s): r for s, r in by.items()} for v, by in results.items()},
     }
@@ -271,7 +294,8 @@ def main(argv: list[str] | None = None) -> None:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(payload, indent=1))
         os.replace(tmp, path)
-    (args.run_root / "quickstart_ablation.md").write_text(text)
+    for path in filter(None, (args.run_root / "quickstart_ablation.md", args.json)):
+        path.with_suffix(".md").write_text(text)
 
 
 if __name__ == "__main__":
