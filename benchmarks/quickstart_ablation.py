@@ -138,13 +138,13 @@ def policy_returns(args: argparse.Namespace, label: str, student: Path) -> dict[
     return {t: r["mean"] for t, r in json.loads(path.read_text())["student"].items()}
 
 
+POLICY = "policy prior alone"
+
+
 def settings(args: argparse.Namespace) -> list[str]:
     """The planning settings every student is judged at: MPPI at each prior weight, then its
     policy prior acting alone."""
     return [*(f"MPPI, prior_weight={w:g}" for w in args.prior_weights), POLICY]
-
-
-POLICY = "policy prior alone"
 
 
 def summarise(results: dict[str, dict[int, dict]], args: argparse.Namespace) -> dict[str, dict]:
