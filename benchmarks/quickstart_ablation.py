@@ -141,10 +141,15 @@ def policy_returns(args: argparse.Namespace, label: str, student: Path) -> dict[
 POLICY = "policy prior alone"
 
 
+def mppi_setting(prior_weight: float) -> str:
+    """How tables name the student's MPPI at ``prior_weight``."""
+    return f"MPPI, prior_weight={prior_weight:g}"
+
+
 def settings(args: argparse.Namespace) -> list[str]:
     """The planning settings every student is judged at: MPPI at each prior weight, then its
     policy prior acting alone."""
-    return [*(f"MPPI, prior_weight={w:g}" for w in args.prior_weights), POLICY]
+    return [*map(mppi_setting, args.prior_weights), POLICY]
 
 
 def summarise(results: dict[str, dict[int, dict]], args: argparse.Namespace) -> dict[str, dict]:
@@ -218,15 +223,14 @@ def report(results: dict, summary: dict, args: argparse.Namespace) -> str:
     )
 
 
-def measure(args: argparse.Namespace, label: str, last: Path) -> dict:
-    """Fidelity, and the returns at every planning setting, of one student (each measurement
-    read back when done)."""
-    experts = fvr.expert_returns()
+def measure(args: argparse.Namespace, label: str, last: Path, experts: dict[str, float]) -> dict:
+    """Fidelity, and the returns at every planning setting (ratios over ``experts``), of one
+    student (each measurement read back when done)."""
     rows: dict = {}
     for w in args.prior_weights:
         for task, r in fvr.measure(args, label, last, w).items():
             row = rows.setdefault(task, {"rank": r["rank"], "regret": r["regret"]})
-            row.setdefault("returns", {})[f"MPPI, prior_weight={w:g}"] = r["return"]
+            row.setdefault("returns", {})[mppi_setting(w)] = r["return"]
     for task, ret in policy_returns(args, label, last).items():
         rows[task]["returns"][POLICY] = ret
     for task in TASKS:
@@ -261,23 +265,26 @@ def main(argv: list[str] | None = None) -> None:
     args.run_root = args.run_root.resolve()
     torch.set_num_threads(args.threads)
 
+    experts = fvr.expert_returns()  # hashes the expert checkpoints: once per run
     if not args.report_only:
         for seed in args.seeds:  # seed-major: a partial grid still covers every variant
             for variant in args.variants:
                 last = train(args, variant, seed)
-                measure(args, f"{variant}-seed{seed}", last)
+                measure(args, f"{variant}-seed{seed}", last, experts)
 
     results: dict[str, dict[int, dict]] = {v: {} for v in VARIANTS}
     for variant in VARIANTS:
         for seed in args.seeds:
             label = f"{variant}-seed{seed}"
             out = args.run_root / "measure" / label
-            measured = [out / "fidelity.json", args.run_root / label / "train_seconds.json"]
+            trained = args.run_root / label / "train_seconds.json"
+            measured = [trained, out / "fidelity.json"]
             measured += [fvr.returns_path(args, out, w) for w in args.prior_weights]
             if not all(path.is_file() for path in measured):
                 continue
-            rows = measure(args, label, args.run_root / label / "checkpoints" / "last.ckpt")
-            rows["train_seconds"] = json.loads(measured[1].read_text())["seconds"]
+            last = args.run_root / label / "checkpoints" / "last.ckpt"
+            rows = measure(args, label, last, experts)
+            rows["train_seconds"] = json.loads(trained.read_text())["seconds"]
             results[variant][seed] = rows
     summary = summarise(results, args)
     text = report(results, summary, args)
@@ -285,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     payload = {
         "args": {k: str(v) for k, v in vars(args).items()},
         "variants": VARIANTS,
-        "expert_returns": fvr.expert_returns(),
+        "expert_returns": experts,
         "summary": summary,
         "runs": {v: {str(s): r for s, r in by.items()} for v, by in results.items()},
     }
